@@ -1,0 +1,3 @@
+"""Kubernetes horizontal pod autoscaler with its own metrics pipeline."""
+
+__version__ = "0.1.0"

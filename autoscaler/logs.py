@@ -1,0 +1,43 @@
+"""Structured logging: JSON in a cluster (or when piped), readable console lines on a terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+    """Set up structlog once per process. ``fmt`` is ``json``, ``console`` or ``auto``."""
+    if fmt == "auto":
+        in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        fmt = "json" if in_cluster or not sys.stderr.isatty() else "console"
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        raise ValueError(f"unknown log level {level!r}")
+    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def add_logging_flags(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                        help="log format: json in a cluster or when stderr is not a terminal, console otherwise (default auto)")
+    parser.add_argument("-v", "--log-level", default="info",
+                        help="minimum log level: debug, info, warning, error (default info)")

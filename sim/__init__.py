@@ -1,0 +1,1 @@
+"""Emulated Kubernetes cluster (API server, kubelets, workloads) and the replay simulator."""
