@@ -1,0 +1,1 @@
+"""Numpy window store of node and container usage series."""
