@@ -236,7 +236,7 @@ def selector_from_object(obj: Mapping[str, Any] | None) -> LabelSelector:
         validate_label_key(key)
         if op in ("In", "NotIn"):
             if not vals:
-                raise SelectorError(f"values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty")
+                raise SelectorError("values: Invalid value: []: for 'in', 'notin' operators, values set can't be empty")
             reqs.append(Requirement(key, "in" if op == "In" else "notin", vals))
         elif op in ("Exists", "DoesNotExist"):
             if vals:
