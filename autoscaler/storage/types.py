@@ -36,6 +36,10 @@ class NodeBatch:
     timestamp: np.ndarray = field(default_factory=lambda: np.empty(0))
     cpu: np.ndarray = field(default_factory=lambda: np.empty(0))
     memory: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # Exact integer counters when the source has them (Summary API nanoseconds, or the Prometheus
+    # value truncated to ns as metrics-server does); the store prefers these over ``cpu``/``node_cpu``.
+    cpu_ns: np.ndarray | None = None
+    node_cpu_ns: int | None = None
 
     def __len__(self) -> int:
         return len(self.containers)

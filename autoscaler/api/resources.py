@@ -1,0 +1,180 @@
+"""The NodeMetrics and PodMetrics REST storage: get and list, as metrics-server answers them.
+
+Lists start from the object index (nodes, Running pods) filtered by the label selector (ANDed
+with ``--node-selector`` for nodes) and the field selector, ask the metrics store for those
+objects in one call, drop objects without data and keep the index's order (nodes by name, pods
+by namespace then name). A single get distinguishes "no such object" (lister 404) from "no
+metrics for it yet" (metrics 404), with metrics-server's messages.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autoscaler.api.objects import ObjectIndex
+from autoscaler.api.render import GROUP, TimeStrings, list_json, node_item, node_pieces, pod_item, pod_pieces
+from autoscaler.k8s.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
+from autoscaler.k8s.status import ApiError, bad_request
+from autoscaler.k8s.timefmt import format_time
+from autoscaler.storage.types import MetricsStorage
+
+FIELD_LABELS = ("metadata.name", "metadata.namespace")
+
+
+def parse_selectors(label_selector: str | None, field_selector: str | None) -> tuple[LabelSelector, FieldSelector]:
+    """Parse the query's selectors; bad syntax or an unsupported field is a 400 BadRequest."""
+    try:
+        labels = parse_label_selector(label_selector)
+    except SelectorError as exc:
+        raise bad_request(f"unable to parse labelSelector {label_selector!r}: {exc}") from None
+    try:
+        fields = parse_field_selector(field_selector)
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from None
+    for f in sorted(fields.fields()):
+        if f not in FIELD_LABELS:
+            raise bad_request(f'"{f}" is not a known field selector: only "metadata.name", "metadata.namespace"')
+    return labels, fields
+
+
+def _and(a: LabelSelector, b: LabelSelector | None) -> LabelSelector:
+    if b is None or b.empty:
+        return a
+    return LabelSelector(tuple(sorted((*a.requirements, *b.requirements), key=lambda r: r.key)), a.nothing or b.nothing)
+
+
+def node_lister_not_found(name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'node "{name}" not found', {"name": name, "kind": "node"})
+
+
+def pod_lister_not_found(name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"})
+
+
+def node_metrics_not_found(name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'nodemetrics.{GROUP} "{name}" not found',
+                    {"name": name, "group": GROUP, "kind": "nodemetrics"})
+
+
+def pod_metrics_not_found(namespace: str, name: str) -> ApiError:
+    key = f"{namespace}/{name}"
+    return ApiError(404, "NotFound", f'podmetrics.{GROUP} "{key}" not found',
+                    {"name": key, "group": GROUP, "kind": "podmetrics"})
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold the cyclic GC while a big list is assembled: tens of thousands of short-lived
+    containers would otherwise trigger repeated collections over the whole (large) heap."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@dataclass
+class Listing:
+    """The answer to a list (or get): matching index entries and their usage, renderable two ways."""
+
+    kind: str
+    list_kind: str
+    entries: list[Any]
+    usages: list[Any]
+    created: str
+    ts: TimeStrings
+
+    def items(self) -> list[dict[str, Any]]:
+        """Items as dicts (for Table / metadata conversions and single objects)."""
+        build = pod_item if self.kind == "PodMetrics" else node_item
+        return [build(u, e.labels, self.created, self.ts) for e, u in zip(self.entries, self.usages, strict=True)
+                if u is not None]
+
+    def json(self) -> bytes:
+        """The ``*MetricsList`` document, encoded on the fast path."""
+        pieces = pod_pieces if self.kind == "PodMetrics" else node_pieces
+        with _gc_paused():
+            return list_json(self.list_kind, pieces(self.entries, self.usages, self.created, self.ts))
+
+    def __len__(self) -> int:
+        return sum(u is not None for u in self.usages)
+
+
+class MetricsResources:
+    """get/list for ``nodes`` and ``pods`` in metrics.k8s.io/v1beta1."""
+
+    def __init__(self, objects: ObjectIndex, storage: MetricsStorage, *, node_selector: LabelSelector | None = None,
+                 clock: Callable[[], float] = time.time,
+                 observe_freshness: Callable[[np.ndarray], None] | None = None):
+        self.objects = objects
+        self.storage = storage
+        self.node_selector = node_selector
+        self._clock = clock
+        self._observe = observe_freshness
+        self._ts = TimeStrings()
+
+    def _listing(self, kind: str, entries: list[Any], usages: list[Any]) -> Listing:
+        now = self._clock()
+        if self._observe is not None:
+            stamps = [u.timestamp for u in usages if u is not None]
+            if stamps:
+                self._observe(now - np.asarray(stamps, dtype=np.float64))
+        return Listing(kind, kind + "List", entries, usages, format_time(now), self._ts)
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def list_nodes(self, label_selector: str | None = None, field_selector: str | None = None) -> Listing:
+        labels, fields = parse_selectors(label_selector, field_selector)
+        candidates = self.objects.list_nodes(_and(labels, self.node_selector))
+        if not fields.empty:
+            candidates = [c for c in candidates if fields.matches({"metadata.name": c[0], "metadata.namespace": ""})]
+        usages = self.storage.node_metrics([n for n, _ in candidates]) if candidates else []
+        return self._listing("NodeMetrics", [e for _, e in candidates], list(usages))
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        entry = self.objects.node(name)
+        if entry is None:
+            raise node_lister_not_found(name)
+        usage = self.storage.node_metrics([name])[0]
+        if usage is None:
+            raise node_metrics_not_found(name)
+        return self._listing("NodeMetrics", [entry], [usage]).items()[0]
+
+    # -- pods ----------------------------------------------------------------------------------
+
+    def list_pods(self, namespace: str = "", label_selector: str | None = None,
+                  field_selector: str | None = None) -> Listing:
+        labels, fields = parse_selectors(label_selector, field_selector)
+        candidates = self.objects.list_pods(namespace, labels)
+        if not fields.empty:
+            candidates = [c for c in candidates
+                          if fields.matches({"metadata.name": c[1], "metadata.namespace": c[0]})]
+        if not candidates:
+            return self._listing("PodMetrics", [], [])
+        with _gc_paused():
+            usages = self.storage.pod_metrics([(ns, n) for ns, n, _ in candidates])
+            return self._listing("PodMetrics", [c[2] for c in candidates], list(usages))
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        entry = self.objects.pod(namespace, name)
+        if entry is None:
+            raise pod_lister_not_found(name)
+        usage = self.storage.pod_metrics([(namespace, name)])[0]
+        if usage is None:
+            raise pod_metrics_not_found(namespace, name)
+        return self._listing("PodMetrics", [entry], [usage]).items()[0]

@@ -1,0 +1,247 @@
+"""Client configuration for talking to kube-apiserver (and, from the same identity, to kubelets).
+
+metrics-server builds one REST config: ``--kubeconfig`` when given, otherwise the in-cluster
+ServiceAccount. We do the same, and for convenience outside a cluster fall back to ``$KUBECONFIG``
+/ ``~/.kube/config`` the way client-go's ``BuildConfigFromFlags("", "")`` does.
+
+The token of a projected ServiceAccount volume rotates, so :meth:`KubeConfig.bearer_token`
+re-reads the file (at most once a minute, like client-go's cached token source, or at once when
+the file's mtime changes).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_REREAD_SECONDS = 60.0
+
+
+class KubeConfigError(ValueError):
+    """The client configuration cannot be loaded; the message names the file and the field."""
+
+
+@dataclass
+class KubeConfig:
+    """Where kube-apiserver is and how to authenticate to it (and to kubelets)."""
+
+    host: str
+    ca_file: str | None = None
+    ca_data: bytes | None = None
+    token: str | None = None
+    token_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    insecure: bool = False
+    tls_server_name: str | None = None
+    in_cluster: bool = False
+    source: str = ""
+    _token_cache: tuple[str, float, float] | None = field(default=None, repr=False)  # (token, mtime, read at)
+
+    # -- credentials ---------------------------------------------------------------------------
+    def bearer_token(self) -> str | None:
+        """The current bearer token; a token file is re-read when it changes (projected tokens rotate)."""
+        if self.token_file:
+            now = time.monotonic()
+            try:
+                mtime = os.stat(self.token_file).st_mtime
+            except OSError:
+                mtime = -1.0
+            cached = self._token_cache
+            if cached and cached[1] == mtime and now - cached[2] < TOKEN_REREAD_SECONDS:
+                return cached[0]
+            try:
+                token = Path(self.token_file).read_text().strip()
+            except OSError as exc:
+                if cached:  # keep the last good token while the volume is being swapped
+                    return cached[0]
+                raise KubeConfigError(f"cannot read token file {self.token_file}: {exc}") from exc
+            self._token_cache = (token, mtime, now)
+            return token
+        return self.token
+
+    def auth_headers(self) -> dict[str, str]:
+        token = self.bearer_token()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def ca_pem(self) -> bytes | None:
+        if self.ca_data:
+            return self.ca_data
+        if self.ca_file:
+            try:
+                return Path(self.ca_file).read_bytes()
+            except OSError as exc:
+                raise KubeConfigError(f"cannot read certificate authority {self.ca_file}: {exc}") from exc
+        return None
+
+    # -- transports ----------------------------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS settings for kube-apiserver: verify against the cluster CA unless ``insecure``.
+
+        Returns ``False`` for plain-http hosts (aiohttp's "no TLS" value).
+        """
+        if self.host.startswith("http://"):
+            return False
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ca = self.ca_pem()
+            if ca:
+                ctx.load_verify_locations(cadata=ca.decode())
+        if self.client_cert_file:
+            ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return ctx
+
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` with the same identity (token re-read on rotation)."""
+        from kubernetes import client
+
+        cfg = client.Configuration()
+        cfg.host = self.host
+        cfg.verify_ssl = not self.insecure
+        if self.ca_file:
+            cfg.ssl_ca_cert = self.ca_file
+        elif self.ca_data:
+            cfg.ssl_ca_cert = _temp_file(self.ca_data, "ca.crt")
+        if self.client_cert_file:
+            cfg.cert_file = self.client_cert_file
+            cfg.key_file = self.client_key_file
+        if self.tls_server_name:
+            cfg.tls_server_name = self.tls_server_name
+        token = self.bearer_token()
+        if token:
+            cfg.api_key = {"authorization": token}
+            cfg.api_key_prefix = {"authorization": "Bearer"}
+            if self.token_file:
+                def refresh(conf: Any) -> None:
+                    conf.api_key = {"authorization": self.bearer_token() or ""}
+
+                cfg.refresh_api_key_hook = refresh
+        return client.ApiClient(cfg)
+
+
+_TEMP_FILES: dict[bytes, str] = {}
+
+
+def _temp_file(data: bytes, suffix: str) -> str:
+    """Embedded kubeconfig data written once to a private file (ssl and urllib3 want paths)."""
+    path = _TEMP_FILES.get(data)
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="autoscaler-", suffix="-" + suffix)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _TEMP_FILES[data] = path
+    return path
+
+
+def in_cluster_config(sa_dir: str = SERVICE_ACCOUNT_DIR, env: dict[str, str] | None = None) -> KubeConfig:
+    """The Pod's ServiceAccount identity, as ``rest.InClusterConfig`` builds it."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise KubeConfigError(
+            "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined"
+        )
+    token_file = os.path.join(sa_dir, "token")
+    if not os.path.exists(token_file):
+        raise KubeConfigError(f"unable to load in-cluster configuration: {token_file} does not exist")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    ca_file = os.path.join(sa_dir, "ca.crt")
+    return KubeConfig(
+        host=f"https://{host}:{port}",
+        ca_file=ca_file if os.path.exists(ca_file) else None,
+        token_file=token_file,
+        in_cluster=True,
+        source="in-cluster",
+    )
+
+
+def _data(entry: dict[str, Any], key: str, where: str) -> bytes | None:
+    raw = entry.get(key)
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise KubeConfigError(f"{where}: {key} is not valid base64") from exc
+
+
+def _named(doc: dict[str, Any], section: str, name: str, path: str) -> dict[str, Any]:
+    for item in doc.get(section) or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            inner = item.get(section[:-1])
+            return inner if isinstance(inner, dict) else {}
+    raise KubeConfigError(f"{path}: {section[:-1]} {name!r} not found")
+
+
+def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
+    """One context of a kubeconfig file (default: ``current-context``)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise KubeConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise KubeConfigError(f"kubeconfig {path} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise KubeConfigError(f"kubeconfig {path} is not a mapping")
+    ctx_name = context or doc.get("current-context")
+    if not ctx_name:
+        raise KubeConfigError(f"{path}: no context given and current-context is not set")
+    ctx = _named(doc, "contexts", ctx_name, path)
+    cluster = _named(doc, "clusters", ctx.get("cluster", ""), path)
+    user = _named(doc, "users", ctx["user"], path) if ctx.get("user") else {}
+    base = os.path.dirname(os.path.abspath(path))
+
+    def rel(p: str | None) -> str | None:
+        return os.path.join(base, p) if p and not os.path.isabs(p) else p
+
+    host = cluster.get("server")
+    if not host:
+        raise KubeConfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
+    if "exec" in user or "auth-provider" in user:
+        raise KubeConfigError(f"{path}: user {ctx.get('user')!r} uses an exec/auth-provider plugin, which is not supported")
+    where = f"{path}: user {ctx.get('user')!r}"
+    cert_data, key_data = _data(user, "client-certificate-data", where), _data(user, "client-key-data", where)
+    cert_file = rel(user.get("client-certificate")) or (_temp_file(cert_data, "client.crt") if cert_data else None)
+    key_file = rel(user.get("client-key")) or (_temp_file(key_data, "client.key") if key_data else None)
+    if bool(cert_file) != bool(key_file):
+        raise KubeConfigError(f"{where}: client certificate and key must be given together")
+    return KubeConfig(
+        host=host.rstrip("/"),
+        ca_file=rel(cluster.get("certificate-authority")),
+        ca_data=_data(cluster, "certificate-authority-data", f"{path}: cluster {ctx.get('cluster')!r}"),
+        token=user.get("token"),
+        token_file=rel(user.get("tokenFile")),
+        client_cert_file=cert_file,
+        client_key_file=key_file,
+        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
+        tls_server_name=cluster.get("tls-server-name"),
+        source=f"{path} (context {ctx_name})",
+    )
+
+
+def load_kubeconfig(path: str | None, context: str | None = None) -> KubeConfig:
+    """``--kubeconfig`` if given; else in-cluster; else ``$KUBECONFIG`` or ``~/.kube/config``."""
+    if path:
+        return kubeconfig_file_config(path, context)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return in_cluster_config()
+    env_path = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
+    fallback = env_path or os.path.expanduser("~/.kube/config")
+    if os.path.exists(fallback):
+        return kubeconfig_file_config(fallback, context)
+    raise KubeConfigError(
+        "no client configuration: pass --kubeconfig, run in a cluster, or set $KUBECONFIG"
+    )

@@ -1,0 +1,116 @@
+"""HTTPS client for kubelets: one keep-alive aiohttp session for every node.
+
+TLS follows metrics-server: verify the kubelet's serving certificate against the cluster CA (or
+``--kubelet-certificate-authority``) and the host in the URL; present the ServiceAccount token
+(re-read when it rotates) and/or a client certificate. ``--kubelet-insecure-tls`` skips
+verification (one warning at start-up); ``--deprecated-kubelet-completely-insecure`` uses plain
+HTTP and sends no credentials.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import aiohttp
+import structlog
+
+from autoscaler.k8s.kubeconfig import KubeConfig
+from autoscaler.scraper.options import ScrapeOptions
+
+log = structlog.get_logger(__name__)
+
+
+class ScrapeError(Exception):
+    """One node's request failed; the message is what the logs and CycleStats show."""
+
+
+def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSLContext | bool:
+    if opts.deprecated_kubelet_completely_insecure:
+        return False
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if opts.kubelet_insecure_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif opts.kubelet_certificate_authority:
+        ctx.load_verify_locations(cafile=opts.kubelet_certificate_authority)
+    elif kube is not None and (ca := kube.ca_pem()):
+        ctx.load_verify_locations(cadata=ca.decode())
+    cert = opts.kubelet_client_certificate or (kube.client_cert_file if kube else None)
+    key = opts.kubelet_client_key if opts.kubelet_client_certificate else (kube.client_key_file if kube else None)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class KubeletClient:
+    """Fetches kubelet endpoints with bounded time and size; reuses connections across cycles."""
+
+    def __init__(self, opts: ScrapeOptions, kube: KubeConfig | None, max_connections: int) -> None:
+        self.opts = opts
+        self.kube = kube
+        self._ssl = kubelet_ssl_context(opts, kube)
+        if opts.kubelet_insecure_tls:
+            log.warning("kubelet serving certificates are NOT verified (--kubelet-insecure-tls); for testing only")
+        if opts.deprecated_kubelet_completely_insecure:
+            log.warning("kubelets are scraped over plain HTTP without credentials (--deprecated-kubelet-completely-insecure)")
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=opts.kubelet_request_timeout)
+        accept = "application/json" if opts.kubelet_source == "summary" else "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+        self._base_headers = {"Accept": accept, "User-Agent": "autoscaler-metrics-scraper"}
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl,
+            limit=self._max_connections,
+            limit_per_host=0,
+            # Idle connections must survive until the next cycle, or every scrape pays a handshake.
+            keepalive_timeout=3 * self.opts.metric_resolution,
+            enable_cleanup_closed=False,
+            ttl_dns_cache=300,
+        )
+        return aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=True,
+                                     skip_auto_headers=("Accept-Encoding",))
+
+    def headers(self) -> dict[str, str]:
+        """Per-cycle headers: the token file is checked once per cycle, not per node."""
+        headers = dict(self._base_headers)
+        if self.kube is not None and not self.opts.deprecated_kubelet_completely_insecure:
+            headers.update(self.kube.auth_headers())
+        return headers
+
+    async def fetch(self, url: str, headers: dict[str, str]) -> bytes:
+        if self._session is None or self._session.closed:
+            self._session = self._new_session()
+        limit = self.opts.max_response_bytes
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise ScrapeError(f'request failed, status: "{resp.status} {resp.reason}"')
+                length = resp.content_length
+                if length is not None:
+                    if length > limit:
+                        raise ScrapeError(f"response too large: {length} bytes (limit {limit})")
+                    return await resp.read()
+                chunks, total = [], 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    total += len(chunk)
+                    if total > limit:
+                        raise ScrapeError(f"response too large: more than {limit} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except ScrapeError:
+            raise
+        except TimeoutError:
+            raise ScrapeError(f"request timed out after {self.opts.kubelet_request_timeout:g}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ScrapeError(f"TLS verification failed: {exc.certificate_error}") from None
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
+        except ssl.SSLError as exc:
+            raise ScrapeError(f"TLS error: {exc}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,367 @@
+"""Run the metrics pipeline as an aggregated API server: collector, window store and metrics.k8s.io.
+
+`autoscaler run` is a drop-in metrics-server: the same flags (names and defaults where they
+overlap), the same APIService, RBAC and probes. It watches Nodes and Running pods (metadata
+only), scrapes every kubelet each --metric-resolution, and serves NodeMetrics/PodMetrics over
+HTTPS with delegated authentication (front-proxy request headers, client certificates,
+TokenReview) and authorization (SubjectAccessReview). Outside a cluster it falls back to
+--kubeconfig, then $KUBECONFIG / ~/.kube/config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+HELP = __doc__ or ""
+
+# Optional modules that add components to `autoscaler run` (e.g. the HPA controller). Each may
+# define ``add_arguments(parser)`` and ``build(runtime, args) -> list[Component]``; a module that
+# is not installed is skipped.
+PLUGINS: list[str] = ["autoscaler.controller.component"]
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _seconds(text: str) -> float:
+    from autoscaler.k8s.timefmt import parse_duration
+
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 10s, 1m)") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from autoscaler.scraper.collector import add_arguments as add_scrape_arguments
+
+    g = parser.add_argument_group("serving")
+    g.add_argument("--secure-port", type=int, default=443,
+                   help="The port on which to serve HTTPS with authentication and authorization. (default 443)")
+    g.add_argument("--bind-address", default="0.0.0.0",
+                   help="The IP address on which to listen for the --secure-port port. (default 0.0.0.0)")
+    g.add_argument("--cert-dir", default="apiserver.local.config/certificates",
+                   help="The directory where the TLS certs are located. If --tls-cert-file and "
+                        "--tls-private-key-file are provided, this flag will be ignored. "
+                        "(default \"apiserver.local.config/certificates\")")
+    g.add_argument("--tls-cert-file", default="",
+                   help="File containing the default x509 Certificate for HTTPS. If not provided, a self-signed "
+                        "certificate is generated into --cert-dir.")
+    g.add_argument("--tls-private-key-file", default="", help="File containing the default x509 private key matching --tls-cert-file.")
+    g.add_argument("--tls-min-version", default="VersionTLS12", choices=["VersionTLS12", "VersionTLS13"],
+                   help="Minimum TLS version supported. (default VersionTLS12)")
+    g.add_argument("--tls-cipher-suites", type=_csv, default=(),
+                   help="Comma-separated list of cipher suites for the server (TLS 1.2; Go names). Default: OpenSSL's secure defaults.")
+    g.add_argument("--kubeconfig", default="",
+                   help="The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets "
+                        "(defaults to in-cluster config)")
+
+    g = parser.add_argument_group("authentication")
+    g.add_argument("--authentication-kubeconfig", default="",
+                   help="kubeconfig file pointing at the 'core' kubernetes server with enough rights to create "
+                        "tokenreviews.authentication.k8s.io and read the extension-apiserver-authentication ConfigMap "
+                        "(default: --kubeconfig, else in-cluster).")
+    g.add_argument("--authentication-skip-lookup", action="store_true",
+                   help="If false, the authentication-kubeconfig will be used to lookup missing authentication "
+                        "configuration from the cluster.")
+    g.add_argument("--authentication-tolerate-lookup-failure", action="store_true",
+                   help="If true, failures to look up missing authentication configuration from the cluster are not "
+                        "considered fatal.")
+    g.add_argument("--authentication-token-webhook-cache-ttl", type=_seconds, default=10.0,
+                   help="The duration to cache responses from the webhook token authenticator. (default 10s)")
+    g.add_argument("--client-ca-file", default="",
+                   help="If set, any request presenting a client certificate signed by one of the authorities in the "
+                        "client-ca-file is authenticated with an identity corresponding to the CommonName of the client certificate.")
+    g.add_argument("--requestheader-client-ca-file", default="",
+                   help="Root certificate bundle to use to verify client certificates on incoming requests before "
+                        "trusting usernames in headers specified by --requestheader-username-headers.")
+    g.add_argument("--requestheader-allowed-names", type=_csv, default=(),
+                   help="List of client certificate common names to allow to provide usernames in headers specified by "
+                        "--requestheader-username-headers. If empty, any client certificate validated by the "
+                        "authorities in --requestheader-client-ca-file is allowed.")
+    g.add_argument("--requestheader-username-headers", type=_csv, default=("X-Remote-User",),
+                   help="List of request headers to inspect for usernames. X-Remote-User is common. (default [x-remote-user])")
+    g.add_argument("--requestheader-group-headers", type=_csv, default=("X-Remote-Group",),
+                   help="List of request headers to inspect for groups. X-Remote-Group is suggested. (default [x-remote-group])")
+    g.add_argument("--requestheader-extra-headers-prefix", type=_csv, default=("X-Remote-Extra-",),
+                   help="List of request header prefixes to inspect. X-Remote-Extra- is suggested. (default [x-remote-extra-])")
+    g.add_argument("--requestheader-uid-headers", type=_csv, default=("X-Remote-Uid",),
+                   help="List of request headers to inspect for UIDs. X-Remote-Uid is suggested. (default [x-remote-uid])")
+
+    g = parser.add_argument_group("authorization")
+    g.add_argument("--authorization-kubeconfig", default="",
+                   help="kubeconfig file pointing at the 'core' kubernetes server with enough rights to create "
+                        "subjectaccessreviews.authorization.k8s.io (default: --kubeconfig, else in-cluster).")
+    g.add_argument("--authorization-always-allow-paths", type=_csv, default=("/healthz", "/readyz", "/livez"),
+                   help="A list of HTTP paths to skip during authorization, i.e. these are authorized without "
+                        "contacting the 'core' kubernetes server. (default [/healthz,/readyz,/livez])")
+    g.add_argument("--authorization-webhook-cache-authorized-ttl", type=_seconds, default=10.0,
+                   help="The duration to cache 'authorized' responses from the webhook authorizer. (default 10s)")
+    g.add_argument("--authorization-webhook-cache-unauthorized-ttl", type=_seconds, default=10.0,
+                   help="The duration to cache 'unauthorized' responses from the webhook authorizer. (default 10s)")
+
+    add_scrape_arguments(parser)
+    for module in _plugins():
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(parser)
+
+
+def _plugins() -> list[Any]:
+    out = []
+    for name in PLUGINS:
+        try:
+            out.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+    return out
+
+
+@dataclass
+class Component:
+    """Something `autoscaler run` starts: ``run(stop)`` works until ``stop`` is set.
+
+    ``critical`` components end the process when they fail; others are logged and left stopped.
+    """
+
+    name: str
+    run: Callable[[asyncio.Event], Awaitable[None]]
+    critical: bool = True
+
+
+@dataclass
+class Runtime:
+    """Everything `run` built, handed to plugins so they can share it (store, informers, kube)."""
+
+    args: argparse.Namespace
+    kube: Any
+    storage: Any
+    objects: Any
+    node_informer: Any
+    pod_informer: Any
+    collector: Any
+    server: Any = None
+    components: list[Component] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    shutting_down: bool = False
+    auth_informer: Any = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def main(args: argparse.Namespace) -> int:
+    import structlog
+
+    log = structlog.get_logger("autoscaler.run")
+    try:
+        return asyncio.run(run(args))
+    except StartupError as exc:
+        log.error("cannot start", error=str(exc))
+        return 1
+
+
+class StartupError(Exception):
+    """A configuration problem found at start-up; the message names the flag or file."""
+
+
+def _slim_pod(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the API needs from a pod (and informer bookkeeping needs): name, namespace, labels, RV."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "labels", "resourceVersion", "uid") if k in meta}}
+
+
+def _index_handler(upsert: Callable[[dict], None], delete: Callable[[dict], None]) -> Callable[[str, dict, dict | None], None]:
+    def handle(kind: str, obj: dict, old: dict | None) -> None:
+        if kind == "DELETED":
+            delete(obj)
+        else:
+            upsert(obj)
+
+    return handle
+
+
+async def build(args: argparse.Namespace) -> Runtime:
+    """Build every part from flags (no network I/O except the optional ConfigMap lookup)."""
+    from autoscaler.api.objects import ObjectIndex
+    from autoscaler.api.resources import MetricsResources
+    from autoscaler.k8s.informer import Informer
+    from autoscaler.k8s.kubeconfig import KubeConfigError, load_kubeconfig
+    from autoscaler.k8s.selectors import parse_label_selector
+    from autoscaler.scraper.collector import Collector, options_from_args
+    from autoscaler.scraper.targets import slim_node
+    from autoscaler.server import authconfig
+    from autoscaler.server.app import MetricsServerApp
+    from autoscaler.server.authn import Authenticator
+    from autoscaler.server.authz import Authorizer
+    from autoscaler.server.health import HealthChecks
+    from autoscaler.server.kubeapi import KubeAPI
+    from autoscaler.server.selfmetrics import FRESHNESS
+    from autoscaler.server.serve import HTTPSServer
+    from autoscaler.server.tls import ServerTLS, TLSConfigError, serving_cert
+    from autoscaler.storage.window import WindowStore
+
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
+    try:
+        kube = load_kubeconfig(args.kubeconfig or None)
+        authn_kube = load_kubeconfig(args.authentication_kubeconfig) if args.authentication_kubeconfig else kube
+        authz_kube = load_kubeconfig(args.authorization_kubeconfig) if args.authorization_kubeconfig else kube
+    except KubeConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    if not 0 <= args.secure_port < 65536:
+        raise StartupError(f"--secure-port {args.secure_port} is not a valid port")
+
+    try:
+        tls = ServerTLS(serving_cert(args.tls_cert_file, args.tls_private_key_file, args.cert_dir),
+                        args.tls_min_version, list(args.tls_cipher_suites))
+    except TLSConfigError as exc:
+        raise StartupError(str(exc)) from exc
+
+    authn_api = KubeAPI(authn_kube.host, authn_kube.ssl_context(), authn_kube.auth_headers)
+    authz_api = authn_api if authz_kube is authn_kube else KubeAPI(authz_kube.host, authz_kube.ssl_context(),
+                                                                  authz_kube.auth_headers)
+    authenticator = Authenticator(token_reviewer=authn_api.post, token_cache_ttl=args.authentication_token_webhook_cache_ttl,
+                                  anonymous_paths=args.authorization_always_allow_paths)
+    authorizer = Authorizer(authz_api.post, always_allow_paths=args.authorization_always_allow_paths,
+                            authorized_ttl=args.authorization_webhook_cache_authorized_ttl,
+                            unauthorized_ttl=args.authorization_webhook_cache_unauthorized_ttl)
+    flags = authconfig.AuthFlags(args.client_ca_file, args.requestheader_client_ca_file,
+                                 tuple(args.requestheader_allowed_names), tuple(args.requestheader_username_headers),
+                                 tuple(args.requestheader_group_headers), tuple(args.requestheader_extra_headers_prefix),
+                                 tuple(args.requestheader_uid_headers))
+    try:
+        auth = authconfig.AuthConfig(flags, authenticator, tls)
+    except (authconfig.AuthConfigError, TLSConfigError) as exc:
+        raise StartupError(str(exc)) from exc
+
+    storage = WindowStore(options.metric_resolution, options.metric_history)
+    objects = ObjectIndex()
+    node_informer = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
+    pod_informer = Informer(kube, "/api/v1/pods", field_selector="status.phase=Running", metadata_only=True,
+                            name="pods", transform=_slim_pod)
+    node_informer.add_handler(_index_handler(objects.upsert_node,
+                                             lambda o: objects.delete_node(o["metadata"]["name"])))
+    pod_informer.add_handler(_index_handler(
+        objects.upsert_pod, lambda o: objects.delete_pod(o["metadata"].get("namespace", ""), o["metadata"]["name"])))
+    collector = Collector(options, storage, kube, node_informer=node_informer)
+
+    rt = Runtime(args, kube, storage, objects, node_informer, pod_informer, collector)
+
+    def informers_synced() -> str | None:
+        missing = [i.name for i in (node_informer, pod_informer) if not i.synced]
+        return f"{len(missing)} informers not started yet: {missing}" if missing else None
+
+    health = HealthChecks(
+        storage_ready=lambda: None if storage.ready() else "no metrics to serve",
+        informers_synced=informers_synced,
+        metadata_informer_synced=lambda: None if pod_informer.synced else "1 informers not started yet",
+        collection_timely=lambda: None if collector.timely() else "metric collection didn't finish on time",
+        shutting_down=lambda: rt.shutting_down,
+    ).endpoints()
+    resources = MetricsResources(objects, storage, node_selector=parse_label_selector(options.node_selector),
+                                 observe_freshness=FRESHNESS.observe_many)
+    app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry]).build()
+    rt.server = HTTPSServer(app, tls, args.bind_address, args.secure_port)
+
+    # The ConfigMap is needed unless both trust roots came from flags (k8s' lookup rule).
+    if not args.authentication_skip_lookup and not flags.complete:
+        cm_informer = Informer(authn_kube, authconfig.PATH, field_selector=authconfig.FIELD_SELECTOR,
+                               name="extension-apiserver-authentication")
+        cm_informer.add_handler(auth.on_event)
+        rt.components.append(Component("authentication-config", cm_informer.run,
+                                       critical=not args.authentication_tolerate_lookup_failure))
+        rt.auth_informer = cm_informer
+    rt.components += [
+        Component("node-informer", node_informer.run),
+        Component("pod-informer", pod_informer.run),
+        Component("collector", collector.run),
+    ]
+    rt.closers = [authn_api.close, authz_api.close]
+    for module in _plugins():
+        if hasattr(module, "build"):
+            rt.components += list(module.build(rt, args) or [])
+    return rt
+
+
+async def run(args: argparse.Namespace) -> int:
+    return await serve(await build(args))
+
+
+async def serve(rt: Runtime) -> int:
+    """Start every component, serve once informers are synced, stop cleanly on SIGTERM/SIGINT or ``rt.stop``."""
+    import structlog
+
+    log = structlog.get_logger("autoscaler.run")
+    args = rt.args
+    stop = rt.stop
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            log.info("shutting down")
+            rt.shutting_down = True
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, request_stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no signals
+            pass
+
+    failed = asyncio.Event()
+    tasks: dict[asyncio.Task, Component] = {}
+
+    async def supervise(c: Component) -> None:
+        try:
+            await c.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("component failed", component=c.name, error=str(exc) or type(exc).__name__, critical=c.critical)
+            if c.critical:
+                failed.set()
+                stop.set()
+
+    for c in rt.components:
+        tasks[asyncio.create_task(supervise(c), name=c.name)] = c
+
+    # metrics-server serves only once its informers have synced (and the trust ConfigMap is read).
+    waiters = [rt.node_informer.wait_synced(), rt.pod_informer.wait_synced()]
+    auth_informer = rt.auth_informer
+    if auth_informer is not None and not args.authentication_tolerate_lookup_failure:
+        waiters.append(auth_informer.wait_synced())
+    sync = asyncio.gather(*waiters)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if not stop.is_set():
+        log.info("informers synced; starting the secure server")
+        try:
+            await rt.server.start()
+        except OSError as exc:
+            log.error("cannot serve", error=str(exc))
+            failed.set()
+            stop.set()
+    await stop.wait()
+    rt.shutting_down = True
+    sync.cancel()
+    stopper.cancel()
+    await rt.server.stop()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for close in rt.closers:
+        await close()
+    if failed.is_set():
+        code = 1
+    log.info("stopped", code=code)
+    return code

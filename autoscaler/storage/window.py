@@ -1,0 +1,387 @@
+"""The window store: recent history of every node and container, the single source of usage.
+
+metrics-server keeps two samples per series and rebuilds its maps from every scrape. We keep a
+ring of the last ``K = ceil(history / resolution) + 1`` samples per series in numpy arrays
+(:mod:`autoscaler.storage.rings`) so that the API can serve metrics-server's latest-pair rates,
+the controller can ask for rates over a longer window, and recording can read raw history, all
+from one place. Semantics follow metrics-server (docs/metrics-pipeline.md lists where and why
+we differ):
+
+* a node is usable only with a timestamp, CPU ≠ 0 and memory ≠ 0; a pod only when every
+  container it reported in the latest scrape has a timestamp, CPU ≠ 0 and memory ≠ 0, and is
+  served only when every one of those containers has a valid rate;
+* restarts (start time at/after the previous sample), counter resets and clock steps back
+  clear that series' ring; a repeated timestamp replaces the latest sample;
+* a container first seen at an age within ``[10 s, resolution)`` gets a rate at once, measured
+  from its start (the fresh-container rule);
+* a pod that vanishes from its node's scrape, a forgotten node, and nodes not scraped for
+  ``history`` are evicted; a node not scraped successfully for ``stale_after`` is not served.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from autoscaler.storage.rings import Rings
+from autoscaler.storage.types import ContainerUsage, NodeBatch, NodeUsage, PodUsage
+
+log = structlog.get_logger(__name__)
+
+FRESH_CONTAINER_MIN_AGE = 10.0  # seconds; metrics-server's lower bound for the fresh-container rule
+_US = 1_000_000
+
+
+@dataclass(eq=False)
+class _Node:
+    name: str
+    row: int = -1
+    last_scrape: float = -math.inf
+    sig: tuple[list[str], list[str], list[str]] | None = None
+    batch_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
+    pod_of: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
+    pod_keys: list[tuple[str, str]] = field(default_factory=list)
+    pod_complete: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    has_dups: bool = False
+    gen: int = 0
+
+
+@dataclass(eq=False)
+class _Pod:
+    node: _Node
+    index: int  # position in node.pod_keys / node.pod_complete
+    names: list[str]  # sorted container names
+    rows: np.ndarray
+
+
+def _us(values: np.ndarray) -> np.ndarray:
+    return np.round(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0) * _US).astype(np.int64)
+
+
+class WindowStore:
+    """Implements :class:`autoscaler.storage.types.MetricsStorage` over numpy rings."""
+
+    def __init__(self, resolution: float = 15.0, history: float = 900.0, stale_after: float | None = None) -> None:
+        if resolution <= 0:
+            raise ValueError("resolution must be positive")
+        if history < resolution:
+            raise ValueError(f"metric history ({history}s) must be at least the resolution ({resolution}s)")
+        self.resolution = float(resolution)
+        self.history = float(history)
+        self.stale_after = float(stale_after) if stale_after is not None else 2.5 * self.resolution
+        self.k = max(2, math.ceil(history / resolution) + 1)
+        self._lock = threading.RLock()
+        self._containers = Rings(self.k)
+        self._node_rings = Rings(self.k, capacity=16)
+        self._nodes: dict[str, _Node] = {}
+        self._pods: dict[tuple[str, str], _Pod] = {}
+        self._now = -math.inf
+        self._gen = 0
+        self._ready_cache: bool | None = None
+
+    # -- writing ---------------------------------------------------------------------------------
+    def store(self, batch: NodeBatch) -> None:
+        """Ingest one node's scrape; that node's pods not in the batch are evicted."""
+        self.store_many([batch])
+
+    def store_many(self, batches: list[NodeBatch]) -> None:
+        """Ingest a whole cycle at once: the bookkeeping is per node, the arithmetic one numpy pass."""
+        unique: dict[str, NodeBatch] = {}
+        for b in batches:
+            unique[b.node] = b
+        with self._lock:
+            self._ready_cache = None
+            n_rows: list[int] = []
+            n_vals: list[tuple[int, int, int, int]] = []
+            chunks: list[tuple[np.ndarray, ...]] = []
+            for b in unique.values():
+                self._now = max(self._now, b.scrape_time)
+                entry = self._nodes.get(b.node)
+                if entry is None:
+                    entry = self._nodes[b.node] = _Node(b.node)
+                entry.last_scrape = max(entry.last_scrape, b.scrape_time)
+                point = self._node_point(b)
+                if point is not None:
+                    if entry.row < 0:
+                        entry.row = int(self._node_rings.alloc(1)[0])
+                    n_rows.append(entry.row)
+                    n_vals.append(point)
+                chunk = self._container_chunk(entry, b)
+                if chunk is not None:
+                    chunks.append(chunk)
+            if n_rows:
+                v = np.array(n_vals, dtype=np.int64).reshape(-1, 4)
+                self._node_rings.ingest(np.array(n_rows, np.intp), v[:, 0], v[:, 1], v[:, 2], v[:, 3])
+            if chunks:
+                rows, ts, cpu, mem, start = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
+                lo = round(FRESH_CONTAINER_MIN_AGE * _US)
+                self._containers.ingest(rows, ts, cpu, mem, start, lo, round(self.resolution * _US))
+
+    @staticmethod
+    def _node_point(b: NodeBatch) -> tuple[int, int, int, int] | None:
+        ts, cpu, mem = b.node_timestamp, b.node_cpu, b.node_memory
+        if not (math.isfinite(ts) and math.isfinite(mem)):
+            return None
+        cpu_ns = b.node_cpu_ns if b.node_cpu_ns is not None else (int(cpu * 1e9) if math.isfinite(cpu) else 0)
+        if cpu_ns <= 0 or int(mem) <= 0:
+            return None
+        start = b.node_start_time
+        start_us = round(start * _US) if math.isfinite(start) and start > 0 else 0
+        return round(ts * _US), cpu_ns, int(mem), start_us
+
+    def _container_chunk(self, entry: _Node, b: NodeBatch) -> tuple[np.ndarray, ...] | None:
+        sig = (b.namespaces, b.pods, b.containers)
+        if entry.sig is None or entry.sig != sig or (entry.has_dups and entry.gen != self._gen):
+            self._rebuild(entry, b)
+        if not len(b) or not len(entry.pod_keys):
+            return None
+        ts = np.asarray(b.timestamp, dtype=np.float64)
+        mem_f = np.asarray(b.memory, dtype=np.float64)
+        if b.cpu_ns is not None:
+            cpu_ns = np.asarray(b.cpu_ns, dtype=np.int64)
+            cpu_ok = cpu_ns > 0
+        else:
+            cpu_f = np.asarray(b.cpu, dtype=np.float64)
+            cpu_ok = np.isfinite(cpu_f) & (cpu_f > 0)
+            cpu_ns = np.trunc(np.where(cpu_ok, cpu_f, 0.0) * 1e9).astype(np.int64)
+            cpu_ok &= cpu_ns > 0
+        mem_ok = np.isfinite(mem_f) & (mem_f >= 1)
+        valid = np.isfinite(ts) & cpu_ok & mem_ok
+        pod_ok = np.ones(len(entry.pod_keys), bool)
+        pod_ok[entry.pod_of[~valid]] = False
+        entry.pod_complete = pod_ok
+        take = pod_ok[entry.pod_of] & (entry.batch_rows >= 0)
+        if not take.any():
+            return None
+        start = np.asarray(b.start_time, dtype=np.float64)[take]
+        start_us = np.where(np.isfinite(start) & (start > 0), _us(start), 0)
+        mem = np.trunc(mem_f[take]).astype(np.int64)
+        return entry.batch_rows[take], _us(ts[take]), cpu_ns[take], mem, start_us
+
+    def _rebuild(self, entry: _Node, b: NodeBatch) -> None:
+        """The node's container set changed: map batch positions to series rows, evict the rest."""
+        n = len(b)
+        pod_index: dict[tuple[str, str], int] = {}
+        pod_of = np.empty(n, np.intp)
+        members: list[list[int]] = []
+        for i, key in enumerate(zip(b.namespaces, b.pods, strict=True)):
+            j = pod_index.get(key)
+            if j is None:
+                j = pod_index[key] = len(members)
+                members.append([])
+            pod_of[i] = j
+            members[j].append(i)
+        batch_rows = np.full(n, -1, np.intp)
+        keys = list(pod_index)
+        has_dups = False
+        for key, j in pod_index.items():
+            existing = self._pods.get(key)
+            if existing is not None and existing.node is not entry:
+                owner = existing.node
+                if owner.name in self._nodes and owner.last_scrape > b.scrape_time - self.resolution / 2:
+                    has_dups = True
+                    log.error("pod reported by two nodes; keeping the first", pod="/".join(key),
+                              node=entry.name, first_node=owner.name)
+                    continue
+                self._evict_pod(key)
+                existing = None
+            by_name: dict[str, int] = {}
+            for i in members[j]:
+                c = b.containers[i]
+                if c in by_name:
+                    log.warning("duplicate container in kubelet response; ignoring the repeat",
+                                node=entry.name, pod="/".join(key), container=c)
+                    continue
+                by_name[c] = i
+            old = dict(zip(existing.names, existing.rows.tolist(), strict=True)) if existing else {}
+            names = sorted(by_name)
+            new_names = [c for c in names if c not in old]
+            fresh_rows = iter(self._containers.alloc(len(new_names)).tolist()) if new_names else iter(())
+            rows = [old.pop(c) if c in old else next(fresh_rows) for c in names]
+            if old:
+                self._containers.release(list(old.values()))
+            rows_arr = np.asarray(rows, np.intp)
+            self._pods[key] = _Pod(entry, j, names, rows_arr)
+            batch_rows[[by_name[c] for c in names]] = rows_arr
+        for key in entry.pod_keys:
+            if key not in pod_index:
+                pod = self._pods.get(key)
+                if pod is not None and pod.node is entry:
+                    self._evict_pod(key)
+        entry.sig = (list(b.namespaces), list(b.pods), list(b.containers))
+        entry.batch_rows, entry.pod_of, entry.pod_keys = batch_rows, pod_of, keys
+        entry.pod_complete = np.ones(len(keys), bool)
+        entry.has_dups, entry.gen = has_dups, self._gen
+
+    def _evict_pod(self, key: tuple[str, str]) -> None:
+        pod = self._pods.pop(key, None)
+        if pod is not None:
+            self._containers.release(pod.rows)
+            pod.node.sig = None  # its cached batch-to-row map may point at the released rows
+            self._gen += 1
+
+    def forget_node(self, node: str) -> None:
+        """The node was deleted (or deselected): drop it and every pod it reported."""
+        with self._lock:
+            entry = self._nodes.pop(node, None)
+            if entry is None:
+                return
+            self._ready_cache = None
+            if entry.row >= 0:
+                self._node_rings.release([entry.row])
+            for key in entry.pod_keys:
+                pod = self._pods.get(key)
+                if pod is not None and pod.node is entry:
+                    self._evict_pod(key)
+            self._gen += 1
+
+    def expire(self, now: float) -> list[str]:
+        """Advance the store's clock; evict nodes not scraped successfully for ``history``."""
+        with self._lock:
+            self._now = max(self._now, now)
+            self._ready_cache = None
+            gone = [name for name, e in self._nodes.items() if e.last_scrape < now - self.history]
+        for name in gone:
+            self.forget_node(name)
+        return gone
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _fresh(self, entry: _Node) -> bool:
+        return entry.last_scrape >= self._now - self.stale_after
+
+    def node_metrics(self, names: list[str]) -> list[NodeUsage | None]:
+        with self._lock:
+            entries = [self._nodes.get(n) for n in names]
+            idx = [i for i, e in enumerate(entries) if e is not None and e.row >= 0 and self._fresh(e)]
+            out: list[NodeUsage | None] = [None] * len(names)
+            if not idx:
+                return out
+            rows = np.array([entries[i].row for i in idx], np.intp)  # type: ignore[union-attr]
+            ok, t1, win, cores, mem = self._node_rings.latest_pair(rows)
+            for j, i in enumerate(idx):
+                if ok[j]:
+                    out[i] = NodeUsage(names[i], int(t1[j]) / _US, int(win[j]) / _US, int(cores[j]), int(mem[j]))
+            return out
+
+    def _servable(self, key: tuple[str, str]) -> _Pod | None:
+        pod = self._pods.get(key)
+        if pod is None or not len(pod.rows) or not self._fresh(pod.node):
+            return None
+        if pod.node.pod_complete[pod.index]:
+            return pod
+        return None
+
+    def pod_metrics(self, keys: list[tuple[str, str]]) -> list[PodUsage | None]:
+        """metrics-server's latest-pair usage of each pod; ``None`` where not servable."""
+        return self._pods_usage(keys, None)
+
+    def pod_cpu_window(self, keys: list[tuple[str, str]], window: float) -> list[PodUsage | None]:
+        """CPU rate over about ``window`` seconds (the oldest sample within ``window`` plus half a
+        resolution of the latest), for the controller; memory is the latest working set."""
+        return self._pods_usage(keys, window)
+
+    def _pods_usage(self, keys: list[tuple[str, str]], window: float | None) -> list[PodUsage | None]:
+        with self._lock:
+            pods = [self._servable(tuple(k)) for k in keys]  # type: ignore[arg-type]
+            out: list[PodUsage | None] = [None] * len(keys)
+            idx = [i for i, p in enumerate(pods) if p is not None]
+            if not idx:
+                return out
+            rows = np.concatenate([pods[i].rows for i in idx])  # type: ignore[union-attr]
+            if window is None:
+                ok, t1, win, cores, mem = self._containers.latest_pair(rows)
+            else:
+                ok, t1, win, cores, mem = self._containers.window_pair(
+                    rows, round(window * _US), round(self.resolution * _US / 2))
+            ok_l, t1_l, win_l = ok.tolist(), t1.tolist(), win.tolist()
+            cores_l, mem_l = cores.tolist(), mem.tolist()
+            pos = 0
+            for i in idx:
+                pod = pods[i]
+                n = len(pod.rows)  # type: ignore[union-attr]
+                sl = slice(pos, pos + n)
+                pos += n
+                if not all(ok_l[sl]):
+                    continue
+                first = min(range(sl.start, sl.stop), key=t1_l.__getitem__)
+                out[i] = PodUsage(
+                    keys[i][0], keys[i][1], t1_l[first] / _US, win_l[first] / _US,
+                    tuple(ContainerUsage(name, cores_l[sl.start + c], mem_l[sl.start + c])
+                          for c, name in enumerate(pod.names)),  # type: ignore[union-attr]
+                )
+            return out
+
+    def all_pod_keys(self) -> list[tuple[str, str]]:
+        """Every pod with stored series (servable or not)."""
+        with self._lock:
+            return list(self._pods)
+
+    def all_node_names(self) -> list[str]:
+        with self._lock:
+            return list(self._nodes)
+
+    def ready(self) -> bool:
+        """metrics-server v0.9: at least one node and at least one pod can be served."""
+        with self._lock:
+            if self._ready_cache is None:
+                self._ready_cache = self._compute_ready()
+            return self._ready_cache
+
+    def _compute_ready(self) -> bool:
+        rows = np.array([e.row for e in self._nodes.values() if e.row >= 0 and self._fresh(e)], np.intp)
+        if not len(rows) or not self._node_rings.latest_pair(rows)[0].any():
+            return False
+        has_pair = self._containers.count >= 2  # by construction a pair always gives a valid rate
+        return any(self._servable(key) is not None and bool(has_pair[pod.rows].all())
+                   for key, pod in self._pods.items())
+
+    def series(self, namespace: str, pod: str) -> dict:
+        """Raw history of one pod for recording/replay: per container, oldest first."""
+        with self._lock:
+            p = self._pods.get((namespace, pod))
+            if p is None:
+                return {}
+            containers = {}
+            for name, row in zip(p.names, p.rows.tolist(), strict=True):
+                ts, cpu, mem = self._containers.history(row)
+                start = int(self._containers.start[row])
+                containers[name] = {
+                    "start_time": start / _US if start else None,
+                    "timestamp": ts / _US,
+                    "cpu": cpu / 1e9,
+                    "memory": mem.astype(np.float64),
+                }
+            return {"namespace": namespace, "name": pod, "node": p.node.name, "containers": containers}
+
+    def node_series(self, node: str) -> dict:
+        with self._lock:
+            e = self._nodes.get(node)
+            if e is None or e.row < 0:
+                return {}
+            ts, cpu, mem = self._node_rings.history(e.row)
+            return {"name": node, "timestamp": ts / _US, "cpu": cpu / 1e9, "memory": mem.astype(np.float64)}
+
+    @property
+    def stats(self) -> dict:
+        """Series counts, servable points (metrics_server_storage_points) and bytes held."""
+        with self._lock:
+            c, nr = self._containers, self._node_rings
+            live_c = np.flatnonzero(c.count[: c._next] >= 2)
+            live_n = np.flatnonzero(nr.count[: nr._next] >= 2)
+            ring_bytes = c.nbytes + nr.nbytes
+            return {
+                "nodes": len(self._nodes),
+                "pods": len(self._pods),
+                "node_series": nr.live,
+                "container_series": c.live,
+                "node_points": len(live_n),
+                "container_points": len(live_c),
+                "samples_per_series": self.k,
+                "bytes_per_series": 3 * 8 * self.k + 16,
+                "capacity_series": c.capacity + nr.capacity,
+                "bytes": ring_bytes,
+            }

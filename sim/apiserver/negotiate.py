@@ -1,0 +1,126 @@
+"""Content negotiation: which representation an ``Accept`` header asks for, and body decoding.
+
+JSON is always produced (kube-apiserver also speaks protobuf; clients that prefer it accept JSON
+as a fallback); YAML when asked for; ``as=Table`` / ``as=PartialObjectMetadata[List]`` /
+``as=APIGroupDiscoveryList`` representations with their ``g``/``v`` parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from autoscaler.k8s import status as st
+
+ACCEPTED = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+
+
+@dataclass(frozen=True)
+class MediaType:
+    type: str
+    params: dict[str, str]
+
+    @property
+    def as_(self) -> str:
+        return self.params.get("as", "")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to send: ``fmt`` json|yaml; ``as_`` ''|Table|PartialObjectMetadata|APIGroupDiscoveryList."""
+
+    fmt: str = "json"
+    as_: str = ""
+    version: str = ""
+
+    @property
+    def content_type(self) -> str:
+        base = "application/yaml" if self.fmt == "yaml" else "application/json"
+        if self.as_ == "Table":
+            return f"{base};as=Table;v={self.version or 'v1'};g=meta.k8s.io"
+        if self.as_.startswith("PartialObjectMetadata"):
+            return f"{base};as={self.as_};v={self.version or 'v1'};g=meta.k8s.io"
+        if self.as_ == "APIGroupDiscoveryList":
+            return f"{base};g=apidiscovery.k8s.io;v={self.version or 'v2'};as=APIGroupDiscoveryList"
+        return base
+
+
+def parse_accept(header: str | None) -> list[MediaType]:
+    out: list[tuple[float, int, MediaType]] = []
+    if not header:
+        return [MediaType("*/*", {})]
+    for i, part in enumerate(header.split(",")):
+        bits = [b.strip() for b in part.split(";")]
+        if not bits[0]:
+            continue
+        params = {}
+        for b in bits[1:]:
+            k, _, v = b.partition("=")
+            params[k.strip()] = v.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q <= 0:
+            continue
+        out.append((-q, i, MediaType(bits[0].lower(), params)))
+    out.sort(key=lambda t: (t[0], t[1]))
+    return [m for _, _, m in out]
+
+
+_JSONISH = {"application/json", "*/*", "application/*"}
+
+
+def choose(header: str | None, *, allowed_as: tuple[str, ...] = ()) -> Target:
+    """The first media type in ``header`` we can produce; 406 NotAcceptable when none."""
+    for m in parse_accept(header):
+        if m.type == "application/vnd.kubernetes.protobuf" or m.type == "application/cbor":
+            continue
+        fmt = "yaml" if m.type == "application/yaml" else "json" if m.type in _JSONISH else ""
+        if not fmt:
+            continue
+        as_ = m.as_
+        if not as_:
+            return Target(fmt)
+        g, v = m.params.get("g", ""), m.params.get("v", "")
+        if as_ in ("Table", "PartialObjectMetadata", "PartialObjectMetadataList"):
+            if g == "meta.k8s.io" and v in ("v1", "v1beta1") and as_ in allowed_as:
+                return Target(fmt, as_, v)
+            continue
+        if as_ == "APIGroupDiscoveryList":
+            if g == "apidiscovery.k8s.io" and v in ("v2", "v2beta1") and as_ in allowed_as:
+                return Target(fmt, as_, v)
+            continue
+    raise st.not_acceptable(f"only the following media types are accepted: {ACCEPTED}")
+
+
+def encode(obj: Any, target: Target) -> bytes:
+    if target.fmt == "yaml":
+        return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).encode()
+    return orjson.dumps(obj)
+
+
+def decode_body(raw: bytes, content_type: str) -> Any:
+    """A request body (JSON or YAML) as Python data; 400/415 with kube-apiserver's wording."""
+    ct = (content_type or "application/json").split(";")[0].strip().lower()
+    if not raw.strip():
+        raise st.bad_request("the body of the request was empty")
+    if ct in ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+              "application/json-patch+json", "*/*", ""):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise st.bad_request(f"the object provided is unrecognized (must be of type JSON): {e}") from None
+    if ct in ("application/yaml", "application/apply-patch+yaml", "text/yaml", "application/x-yaml"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise st.bad_request(f"error converting YAML to JSON: {e}") from None
+    if ct == "application/vnd.kubernetes.protobuf":
+        from .protobuf import decode
+
+        return decode(raw)
+    raise st.unsupported_media_type(ct)

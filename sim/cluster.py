@@ -1,0 +1,338 @@
+"""The emulated cluster: API server, nodes, kubelets and controllers in one event loop.
+
+:class:`EmulatedCluster` wires A1's :class:`~sim.apiserver.server.APIServer` (and its
+authenticator/authorizer, which the kubelets use for TokenReview/SubjectAccessReview semantics)
+to emulated nodes (Node + Lease objects, heartbeats), one HTTPS kubelet endpoint per node, the
+pod lifecycle, the scheduler and the workload controllers, then creates the scenario's workloads
+and HPAs. :func:`run_in_thread` runs one on a background loop so blocking clients and
+subprocesses (``kubectl``) can use it from tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import logging
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from autoscaler.k8s import status as st
+from autoscaler.k8s.quantity import value
+from sim.clock import Clock, ManualClock
+from sim.kubelet.pods import PodLifecycle, PodTiming
+from sim.kubelet.server import EmulatedKubelet, KubeletAuth, KubeletFleet
+from sim.kubelet.stats import NodeStats
+from sim.loadmodel import Constant, LoadModel, WorkloadLoad
+from sim.nodes import NodeHeartbeats, lease_object, node_object
+from sim.scenario import Scenario
+from sim.scheduler import Scheduler
+from sim.workloads import EventRecorder, WorkloadControllers
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
+#: demand of workloads the scenario does not describe (e.g. created with kubectl)
+DEFAULT_LOAD = Constant(cores=0.1)
+
+
+class EmulatedCluster:
+    """API server + nodes + kubelets + controllers in one event loop."""
+
+    def __init__(self, scenario: Scenario, state_dir: Path, *, clock: Clock | None = None,
+                 authz_policy: Any = None) -> None:
+        self.scenario = scenario
+        self.state_dir = Path(state_dir)
+        self.clock = clock or Clock()
+        self.authz_policy = authz_policy
+        self.loads: dict[tuple[str, str], WorkloadLoad] = {}
+        self.stats: dict[str, NodeStats] = {}
+        self.started_at = 0.0
+        self.admin_kubeconfig = self.state_dir / "kubeconfig"
+        self.metrics_kubeconfig = self.state_dir / "metrics-server.kubeconfig"
+        self.metrics_token = ""
+        self.store: Any = None
+        self.apiserver: Any = None
+        self.pki: Any = None
+        self.fleet: KubeletFleet | None = None
+        self._parts: list[Any] = []
+        self._unsub: list[Callable[[], None]] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from sim.apiserver.auth import AuthzPolicy, RequestAttributes, UserInfo
+        from sim.apiserver.server import APIServer
+        from sim.apiserver.store import ObjectStore
+        from sim.pki import ClusterPKI
+
+        sc = self.scenario
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = now = self.clock.now()
+        self.pki = ClusterPKI.create(self.state_dir / "pki")
+        self.store = ObjectStore(clock=self.clock.now)
+        policy = self.authz_policy
+        if policy is None and sc.authorization is not None:
+            policy = AuthzPolicy.from_config(sc.authorization)
+        self.apiserver = APIServer(self.store, self.pki, authorizer_policy=policy)
+        await self.apiserver.start()
+        self.apiserver.write_kubeconfig(self.admin_kubeconfig, user="kubernetes-admin")
+        self._write_metrics_kubeconfig()
+
+        serving = self.pki.issue_serving("kubelet", dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+        crt, key = self.pki.path("kubelet.crt"), self.pki.path("kubelet.key")
+        serving.write(crt, key)
+        authenticator, authorizer = self.apiserver.authenticator, self.apiserver.authorizer
+
+        def authorize(user: Any, verb: str, sub: str, node: str) -> tuple[bool, str]:
+            return authorizer.authorize(RequestAttributes(user=user, verb=verb, resource="nodes", subresource=sub,
+                                                          api_version="v1", name=node, resource_request=True))
+
+        auth = KubeletAuth(
+            authenticator.authenticate_token, authorize,
+            lambda cn, groups: UserInfo(cn, groups=groups).with_authenticated(), self.clock)
+        self.fleet = KubeletFleet(crt, key, self.pki.ca.cert_pem, auth, self.clock,
+                                  housekeeping_interval=sc.housekeeping_interval)
+        events = EventRecorder(self.store, self.clock,
+                               enabled=sc.events if sc.events is not None else len(sc.nodes) <= 100)
+        self.events = events
+        for w in sc.workloads:
+            model = w.load
+            if model.origin is None:
+                model.origin = now
+            self.loads[(w.namespace, w.name)] = WorkloadLoad(w.namespace, w.name, model, now)
+
+        self.lifecycle = PodLifecycle(self.store, self.clock, events, self.stats.get, self._workload_of,
+                                      self._timing_of, seed=sc.seed)
+        self.heartbeats = NodeHeartbeats(self.store, self.clock)
+        rng = random.Random(sc.seed)
+        for i, spec in enumerate(sc.nodes):
+            boot = now - 600 - rng.uniform(0, 3000)
+            stats = NodeStats(spec.name, boot, memory_capacity=float(value(spec.memory)))
+            self.stats[spec.name] = stats
+            kubelet = await self.fleet.add(spec.name, stats, phase=now + rng.uniform(0, max(sc.housekeeping_interval, 1)))
+            node = self.store.create("nodes", node_object(spec, i, kubelet.port, now))
+            kubelet.metrics_path = spec.annotations.get(METRICS_PATH_ANNOTATION)
+            self.store.create("leases.coordination.k8s.io", lease_object(node, now))
+            self.lifecycle.register_node(spec.name)
+            self.heartbeats.add(spec.name)
+            fault = sc.faults.get(spec.name)
+            if fault:
+                await kubelet.set_fault(fault)
+        self._unsub.append(self.store.subscribe("nodes", self._on_node))
+
+        self.lifecycle.start()
+        self.controllers = WorkloadControllers(self.store, self.clock)
+        self.controllers.start()
+        self.scheduler = Scheduler(self.store, self.clock, events, delay=sc.scheduling_delay)
+        self.scheduler.start()
+        self.heartbeats.start()
+        self._parts = [self.heartbeats, self.scheduler, self.controllers, self.lifecycle]
+        self._create_scenario_objects()
+
+    async def stop(self) -> None:
+        for u in self._unsub:
+            u()
+        self._unsub.clear()
+        for part in self._parts:
+            try:
+                part.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(part).__name__)
+        self._parts.clear()
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self.apiserver is not None:
+            await self.apiserver.stop()
+
+    def _write_metrics_kubeconfig(self) -> None:
+        sa = self.store.try_get("serviceaccounts", "kube-system", "metrics-server")
+        if sa is None:
+            sa = self.store.create("serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                       "metadata": {"name": "metrics-server", "namespace": "kube-system",
+                                                                    "labels": {"k8s-app": "metrics-server"}}})
+        self.metrics_token = self.apiserver.issuer.issue("kube-system", "metrics-server", uid=sa["metadata"]["uid"],
+                                                         expiration_seconds=10 * 365 * 86400)
+        doc = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "sim", "cluster": {
+                "server": self.apiserver.url,
+                "certificate-authority-data": base64.b64encode(self.pki.ca.cert_pem).decode()}}],
+            "users": [{"name": "metrics-server", "user": {"token": self.metrics_token}}],
+            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "metrics-server",
+                                                     "namespace": "kube-system"}}],
+            "current-context": "sim", "preferences": {},
+        }
+        self.metrics_kubeconfig.touch(mode=0o600, exist_ok=True)
+        self.metrics_kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def _create_scenario_objects(self) -> None:
+        for w in self.scenario.workloads:
+            self._ensure_namespace(w.namespace)
+            resource = "deployments.apps" if w.kind == "Deployment" else "statefulsets.apps"
+            if self.store.try_get(resource, w.namespace, w.name) is None:
+                self.store.create(resource, w.manifest(), owned=True)
+        for hpa in self.scenario.hpas:
+            ns = hpa["metadata"]["namespace"]
+            self._ensure_namespace(ns)
+            if self.store.try_get("horizontalpodautoscalers.autoscaling", ns, hpa["metadata"]["name"]) is None:
+                self.store.create("horizontalpodautoscalers.autoscaling", hpa)
+
+    def _ensure_namespace(self, ns: str) -> None:
+        if self.store.try_get("namespaces", None, ns) is None:
+            self.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    def _on_node(self, etype: str, node: dict, old: dict | None) -> None:
+        if self.fleet is None:
+            return
+        k = self.fleet.kubelets.get(node["metadata"]["name"])
+        if k is not None and etype != "DELETED":
+            k.metrics_path = (node["metadata"].get("annotations") or {}).get(METRICS_PATH_ANNOTATION)
+
+    # --- load ----------------------------------------------------------------------------------
+
+    def _workload_key(self, pod: dict) -> tuple[str, str] | None:
+        md = pod["metadata"]
+        ns = md.get("namespace", "default")
+        for ref in md.get("ownerReferences") or ():
+            if not ref.get("controller"):
+                continue
+            if ref.get("kind") == "StatefulSet":
+                return ns, ref["name"]
+            if ref.get("kind") == "ReplicaSet":
+                rs = self.store.try_get("replicasets.apps", ns, ref["name"])
+                for r2 in (rs or {}).get("metadata", {}).get("ownerReferences") or ():
+                    if r2.get("controller") and r2.get("kind") == "Deployment":
+                        return ns, r2["name"]
+                return ns, ref["name"]
+        return None
+
+    def _workload_of(self, pod: dict) -> WorkloadLoad | None:
+        key = self._workload_key(pod)
+        if key is None:
+            return None
+        load = self.loads.get(key)
+        if load is None:
+            load = self.loads[key] = WorkloadLoad(key[0], key[1], DEFAULT_LOAD, self.clock.now())
+        return load
+
+    def _timing_of(self, pod: dict) -> PodTiming:
+        key = self._workload_key(pod)
+        if key is not None:
+            spec = self.scenario.workload(*key)
+            if spec is not None and spec.timing is not None:
+                return spec.timing
+        return self.scenario.timing
+
+    def set_load(self, namespace: str, workload: str, model: LoadModel) -> None:
+        """Change a workload's demand from now on (its relative time starts now unless
+        ``model.origin`` is set)."""
+        now = self.clock.now()
+        load = self.loads.get((namespace, workload))
+        if load is None:
+            self.loads[(namespace, workload)] = WorkloadLoad(namespace, workload, model, now)
+        else:
+            load.set_model(model, now)
+
+    # --- access --------------------------------------------------------------------------------
+
+    def kubelet(self, node_name: str) -> EmulatedKubelet:
+        if self.fleet is None or node_name not in self.fleet.kubelets:
+            raise KeyError(f"no emulated kubelet for node {node_name!r}")
+        return self.fleet.kubelets[node_name]
+
+    def restart_container(self, namespace: str, pod: str, container: str, **kw: Any) -> None:
+        self.lifecycle.restart_container(namespace, pod, container, **kw)
+
+    def scale(self, namespace: str, name: str, replicas: int, kind: str = "deployments.apps") -> None:
+        self.store.mutate(kind, namespace, name, lambda o: o["spec"].__setitem__("replicas", replicas))
+
+
+class ClusterThread:
+    """An :class:`EmulatedCluster` on its own event-loop thread (for tests and tools)."""
+
+    def __init__(self, scenario: Scenario, state_dir: Path, **kw: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.cluster = EmulatedCluster(scenario, state_dir, **kw)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sim-cluster", daemon=True)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster.admin_kubeconfig
+
+    @property
+    def metrics_kubeconfig(self) -> Path:
+        return self.cluster.metrics_kubeconfig
+
+    @property
+    def store(self) -> Any:
+        return self.cluster.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.cluster.clock
+
+    def start(self) -> ClusterThread:
+        self._thread.start()
+        try:
+            self.run(self.cluster.start(), timeout=300)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        """Run a coroutine on the cluster's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 60) -> T:
+        """Run a plain function on the cluster's loop (the store is single-threaded)."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def runner() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(runner)
+        return fut.result(timeout)
+
+    def advance(self, seconds: float) -> None:
+        """Move a ManualClock forward, letting the cluster react (no-op guard for real clocks)."""
+        clock = self.cluster.clock
+        if not isinstance(clock, ManualClock):
+            raise TypeError("advance() needs the cluster to run on a ManualClock")
+        self.run(clock.advance_async(seconds), timeout=120)
+
+    def set_load(self, namespace: str, workload: str, model: LoadModel) -> None:
+        self.call(lambda: self.cluster.set_load(namespace, workload, model))
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            try:
+                self.run(self.cluster.stop(), timeout=60)
+            except Exception:
+                log.exception("stopping the emulated cluster failed")
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> ClusterThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_in_thread(scenario: Scenario, state_dir: Path, **kw: Any) -> ClusterThread:
+    """Start an emulated cluster on a background thread; ``.stop()`` (or ``with``) ends it."""
+    return ClusterThread(scenario, state_dir, **kw).start()
+
+
+__all__ = ["ClusterThread", "EmulatedCluster", "run_in_thread", "st"]

@@ -1,0 +1,116 @@
+"""ObjectStore semantics used in-process by the cluster emulation (no HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoscaler.k8s.selectors import parse_field_selector, parse_label_selector
+from autoscaler.k8s.status import ApiError
+from sim.apiserver.store import ObjectStore
+
+
+def pod(name: str, node: str = "", ns: str = "default", labels: dict | None = None, owner: str = "") -> dict:
+    md: dict = {"name": name, "namespace": ns, "labels": labels or {}}
+    if owner:
+        md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": owner,
+                                  "controller": True}]
+    spec: dict = {"containers": [{"name": "c", "image": "i"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec}
+
+
+def test_bootstrap_and_global_resource_version():
+    s = ObjectStore()
+    names = [n["metadata"]["name"] for n in s.list("namespaces")[0]]
+    assert names == ["default", "kube-node-lease", "kube-public", "kube-system"]
+    rv = s.resource_version
+    a = s.create("pods", pod("a"))
+    b = s.create("configmaps", {"metadata": {"name": "b", "namespace": "default"}})
+    assert int(a["metadata"]["resourceVersion"]) == rv + 1 and int(b["metadata"]["resourceVersion"]) == rv + 2
+    assert s.get("serviceaccounts", "kube-system", "default")["metadata"]["uid"]
+
+
+def test_node_index_and_field_selectors():
+    s = ObjectStore()
+    for i in range(50):
+        s.create("pods", pod(f"p{i}", node=f"n{i % 5}", labels={"i": str(i)}))
+    items, _ = s.list("pods", None, field_selector=parse_field_selector("spec.nodeName=n3"))
+    assert sorted(p["metadata"]["name"] for p in items) == sorted(f"p{i}" for i in range(3, 50, 5))
+    # binding an unbound pod moves it in the index; a bound pod's node is immutable
+    s.create("pods", pod("late"))
+    assert [p["metadata"]["name"] for p in s.list("pods", None, None, parse_field_selector("spec.nodeName="))[0]] \
+        == ["late"]
+    s.mutate("pods", "default", "late", lambda p: p["spec"].__setitem__("nodeName", "n3"))
+    items, _ = s.list("pods", None, field_selector=parse_field_selector("spec.nodeName=n3"))
+    assert "late" in {p["metadata"]["name"] for p in items}
+    assert s.list("pods", None, None, parse_field_selector("spec.nodeName="))[0] == []
+    with pytest.raises(ApiError) as err:
+        s.mutate("pods", "default", "late", lambda p: p["spec"].__setitem__("nodeName", "n4"))
+    assert err.value.code == 422
+    items, _ = s.list("pods", "default", parse_label_selector("i in (1,2,3)"),
+                      parse_field_selector("spec.nodeName!=n1"))
+    assert sorted(p["metadata"]["name"] for p in items) == ["p2", "p3"]
+
+
+async def test_watch_ring_overflow_gives_410_and_node_watch():
+    s = ObjectStore(ring_size=4)
+    start = s.resource_version
+    w = s.watch("pods", None, str(start), field_selector=parse_field_selector("spec.nodeName=n1"))
+    for i in range(6):
+        s.create("pods", pod(f"p{i}", node="n1" if i % 2 else "n2"))
+    got = [await w.next_event(0) for _ in range(3)]
+    assert [(t, o["metadata"]["name"]) for t, o in got] == [("ADDED", "p1"), ("ADDED", "p3"), ("ADDED", "p5")]
+    assert await w.next_event(0) is None
+    w.close()
+    with pytest.raises(ApiError) as err:
+        s.watch("pods", None, str(start))
+    assert err.value.code == 410 and err.value.reason == "Expired"
+
+
+def test_graceful_pod_delete_and_garbage_collection():
+    s = ObjectStore()
+    owner = s.create("replicasets.apps", {
+        "metadata": {"name": "rs", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    uid = owner["metadata"]["uid"]
+    s.create("pods", pod("bound", node="n1", owner=uid))
+    s.create("pods", pod("loose", owner=uid))
+    s.delete("replicasets.apps", "default", "rs")
+    assert s.try_get("pods", "default", "loose") is None  # unbound: gone at once
+    p = s.get("pods", "default", "bound")
+    assert p["metadata"]["deletionGracePeriodSeconds"] == 30 and p["metadata"]["deletionTimestamp"]
+    s.delete("pods", "default", "bound", grace_period_seconds=0)  # what the kubelet does
+    assert s.try_get("pods", "default", "bound") is None
+
+
+def test_namespace_deletion_cascades_and_blocks_creates():
+    s = ObjectStore()
+    s.create("namespaces", {"metadata": {"name": "x"}})
+    s.create("configmaps", {"metadata": {"name": "c", "namespace": "x"}})
+    s.create("pods", pod("p", node="n1", ns="x"))
+    s.delete("namespaces", None, "x")
+    ns = s.get("namespaces", None, "x")
+    assert ns["status"]["phase"] == "Terminating"
+    with pytest.raises(ApiError) as err:
+        s.create("configmaps", {"metadata": {"name": "d", "namespace": "x"}})
+    assert err.value.code == 403
+    s.delete("pods", "x", "p", grace_period_seconds=0)
+    assert s.try_get("namespaces", None, "x") is None
+
+
+def test_noop_update_does_not_bump_version_and_validation():
+    s = ObjectStore()
+    d = s.create("deployments.apps", {
+        "metadata": {"name": "d", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    same = s.update("deployments.apps", d)
+    assert same["metadata"]["resourceVersion"] == d["metadata"]["resourceVersion"]
+    with pytest.raises(ApiError) as err:
+        s.create("deployments.apps", {
+            "metadata": {"name": "bad", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c"}]}}}})
+    assert err.value.code == 422 and "`selector` does not match template `labels`" in err.value.message
