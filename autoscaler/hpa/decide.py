@@ -9,6 +9,7 @@ conditions, events, scale events, status.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,6 +33,20 @@ from autoscaler.k8s.selectors import LabelSelector, SelectorError, parse_label_s
 from autoscaler.k8s.timefmt import format_time
 
 EXPLAIN_LEVELS = ("none", "summary", "full")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_selector(text: str) -> LabelSelector | SelectorError:
+    """Parsed scale selectors, cached: the same selector string comes back every sync."""
+    try:
+        return parse_label_selector(text)
+    except SelectorError as e:
+        return e
+
+
+@functools.lru_cache(maxsize=64)
+def _time_text(now: float) -> str:
+    return format_time(now)
 
 
 @dataclass(slots=True)
@@ -105,7 +120,7 @@ class _Conditions:
 
     def __init__(self, items: list[dict[str, Any]], now: float):
         self.items = [dict(c) for c in items]
-        self.now_text = format_time(now)
+        self.now_text = _time_text(now)
 
     def set(self, ctype: str, status: str, reason: str, message: str) -> None:
         for c in self.items:
@@ -346,10 +361,8 @@ def _parse_group_version(api_version: str) -> str | None:
 def _selector_key(value: LabelSelector | str | None) -> LabelSelector | None:
     if value is None or isinstance(value, LabelSelector):
         return value
-    try:
-        return parse_label_selector(value)
-    except SelectorError:
-        return None
+    parsed = _parse_selector(value)
+    return None if isinstance(parsed, SelectorError) else parsed
 
 
 def decide(
@@ -553,9 +566,9 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
         if want:
             ex["selector"] = {"error": "selector is required"}
         return -1, "", None, "selector is required"
-    try:
-        parse_label_selector(sel_text)
-    except SelectorError as e:
+    parsed = _parse_selector(sel_text)
+    if isinstance(parsed, SelectorError):
+        e = parsed
         msg = f"couldn't convert selector into a corresponding internal selector object: {e}"
         events.append({"type": "Warning", "reason": "InvalidSelector", "message": msg})
         conds.set("ScalingActive", "False", "InvalidSelector", msg)
