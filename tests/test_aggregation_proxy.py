@@ -35,6 +35,45 @@ RESOURCE_LIST = {
     ],
 }
 
+DISCOVERY_V2_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+DISCOVERY_V2 = {
+    "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+    "items": [{"metadata": {"name": GROUP, "creationTimestamp": None}, "versions": [{
+        "version": VERSION, "freshness": "Current",
+        "resources": [{"resource": "pods", "responseKind": {"group": "", "version": "", "kind": "PodMetrics"},
+                       "scope": "Namespaced", "singularResource": "podmetrics", "shortNames": ["pm"],
+                       "verbs": ["get", "list"]}],
+    }]}],
+}
+NODE_METRICS_SCHEMA = {
+    "description": "NodeMetrics sets resource usage metrics of a node.",
+    "type": "object",
+    "properties": {
+        "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema."},
+        "kind": {"type": "string", "description": "Kind is a string value representing the REST resource."},
+        "timestamp": {"type": "string", "description": "The following fields define time interval from which "
+                                                       "metrics were collected."},
+        "window": {"type": "string", "description": "Length of the collection interval."},
+    },
+    "x-kubernetes-group-version-kind": [{"group": GROUP, "kind": "NodeMetrics", "version": VERSION}],
+}
+OPENAPI = {
+    "/openapi/v2": {
+        "swagger": "2.0", "info": {"title": "Kubernetes metrics-server", "version": "v0.9.0"},
+        "paths": {f"/apis/{GROUP}/{VERSION}/nodes": {"get": {"operationId": "listMetricsV1beta1NodeMetrics"}}},
+        "definitions": {"io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics": NODE_METRICS_SCHEMA},
+    },
+    "/openapi/v3": {"paths": {f"apis/{GROUP}/{VERSION}": {
+        "serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{VERSION}?hash=ABC"}}},
+    f"/openapi/v3/apis/{GROUP}/{VERSION}": {
+        "openapi": "3.0.0", "info": {"title": "Kubernetes metrics-server", "version": "v0.9.0"},
+        "paths": {f"/apis/{GROUP}/{VERSION}/nodes": {"get": {
+            "operationId": "listMetricsV1beta1NodeMetrics", "x-kubernetes-action": "list",
+            "x-kubernetes-group-version-kind": {"group": GROUP, "kind": "NodeMetrics", "version": VERSION}}}},
+        "components": {"schemas": {"io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics": NODE_METRICS_SCHEMA}},
+    },
+}
+
 
 class RecordingBackend:
     """An aggregated API server: HTTPS with a serving cert for the Service name, requiring a client
@@ -50,6 +89,8 @@ class RecordingBackend:
         self.sni: list[str | None] = []
         self.ctx.sni_callback = lambda _obj, name, _ctx: self.sni.append(name)
         self.requests: list[dict[str, Any]] = []
+        self.discovery_status = 200  # what the availability probe gets
+        self.discovery_v2 = False  # answer /apis with aggregated discovery instead of a legacy APIGroupList
         self.release: asyncio.Event | None = None
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -66,9 +107,15 @@ class RecordingBackend:
             "issuer": dict(x[0] for x in peer.get("issuer", ())),
         })
         if request.path == f"/apis/{GROUP}/{VERSION}":
+            if self.discovery_status != 200:
+                return web.json_response({"kind": "Status", "code": self.discovery_status}, status=self.discovery_status)
             return web.json_response(RESOURCE_LIST)
         if request.path == "/apis":
+            if self.discovery_v2 and "apidiscovery.k8s.io;v=v2" in request.headers.get("Accept", ""):
+                return web.json_response(DISCOVERY_V2, content_type=DISCOVERY_V2_TYPE)
             return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        if request.path in OPENAPI:
+            return web.json_response(OPENAPI[request.path])
         if request.query.get("watch") in ("true", "1"):
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})
             await resp.prepare(request)
@@ -265,8 +312,13 @@ def test_available_condition_tracks_service_endpoints_and_backend(cluster: Serve
                                f"dial tcp 127.0.0.1:{backend.port}: connect: connection refused")
     out = kubectl(kc, "get", "apiservice", APISERVICE)
     assert "False (FailedDiscoveryCheck)" in out.stdout
+    # Aggregated discovery now marks the group-version Stale, so kubectl leaves its resources out.
+    out = kubectl(kc, "api-resources", f"--cache-dir={kc.parent / 'fresh-cache'}")
+    assert out.returncode == 0 and "deployments" in out.stdout and GROUP not in out.stdout
 
-    cluster.run(backend.start())  # same port again: the periodic check notices recovery
+    backend.port = 0  # the backend comes back elsewhere, as a restarted pod does
+    cluster.run(backend.start())
+    apply(kc, endpoints_doc(backend.port))
     wait_available(cluster, "True", "Passed")
     assert kubectl(kc, "get", "--raw", f"/apis/{GROUP}/{VERSION}/nodes").returncode == 0
 
@@ -282,6 +334,16 @@ def test_backend_certificate_is_verified_against_ca_bundle(cluster: ServerThread
                   "-p", json.dumps({"spec": {"caBundle": None, "insecureSkipTLSVerify": True}}))
     assert out.returncode == 0, out.stderr
     wait_available(cluster, "True", "Passed")
+
+
+def test_backend_refusing_the_probe_fails_the_discovery_check(cluster: ServerThread, backend: RecordingBackend) -> None:
+    backend.discovery_status = 403
+    apply(cluster.kubeconfig, service_doc(), endpoints_doc(backend.port), apiservice_doc(backend.ca.cert_pem))
+    cond = wait_available(cluster, "False", "FailedDiscoveryCheck")
+    url = f"https://127.0.0.1:{backend.port}/apis/{GROUP}/{VERSION}"
+    assert cond["message"] == f"failing or missing response from {url}: bad status from {url}: 403"
+    backend.discovery_status = 200
+    wait_available(cluster, "True", "Passed")  # the periodic check sees the backend recover
 
 
 def test_watch_stream_is_relayed_as_it_arrives(cluster: ServerThread, backend: RecordingBackend) -> None:
@@ -343,3 +405,61 @@ def test_local_apiservices_and_authentication_configmap(cluster: ServerThread) -
     assert data["requestheader-group-headers"] == '["X-Remote-Group"]'
     assert data["requestheader-extra-headers-prefix"] == '["X-Remote-Extra-"]'
     assert data["requestheader-uid-headers"] == '["X-Remote-Uid"]'
+
+
+def test_openapi_of_the_backend_is_aggregated(cluster: ServerThread, backend: RecordingBackend) -> None:
+    register(cluster, backend)
+    kc = cluster.kubeconfig
+    v2 = json.loads(kubectl(kc, "get", "--raw", "/openapi/v2").stdout)
+    assert f"/apis/{GROUP}/{VERSION}/nodes" in v2["paths"]
+    assert "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics" in v2["definitions"]
+
+    index = json.loads(kubectl(kc, "get", "--raw", "/openapi/v3").stdout)["paths"]
+    url = index[f"apis/{GROUP}/{VERSION}"]["serverRelativeURL"]
+    doc = json.loads(kubectl(kc, "get", "--raw", url).stdout)
+    assert doc == OPENAPI[f"/openapi/v3/apis/{GROUP}/{VERSION}"]
+
+    out = kubectl(kc, "explain", "nodemetrics")
+    assert out.returncode == 0, out.stderr
+    assert "NodeMetrics sets resource usage metrics of a node." in out.stdout
+
+    fetches = [r for r in backend.requests if r["path"].startswith("/openapi/")]
+    assert fetches and all(headers_named(r, "X-Remote-User") == ["system:aggregator"] for r in fetches)
+
+
+def test_aggregated_discovery_from_a_backend_that_serves_it(cluster: ServerThread, backend: RecordingBackend) -> None:
+    backend.discovery_v2 = True
+    register(cluster, backend)
+    out = kubectl(cluster.kubeconfig, "api-resources", f"--api-group={GROUP}", "--no-headers")
+    assert out.returncode == 0, out.stderr
+    assert [line.split() for line in out.stdout.splitlines()] == [["pods", "pm", f"{GROUP}/{VERSION}", "true",
+                                                                   "PodMetrics"]]
+    # kubectl resolves the short name from that discovery and lists through the proxy.
+    out = kubectl(cluster.kubeconfig, "get", "pm", "-n", "default")
+    assert out.returncode == 0, out.stderr
+    assert backend.user_requests()[-1]["path"].startswith(f"/apis/{GROUP}/{VERSION}/namespaces/default/pods")
+
+
+def test_client_identity_and_hop_by_hop_headers_are_not_passed_through(cluster: ServerThread,
+                                                                       backend: RecordingBackend) -> None:
+    register(cluster, backend)
+    pki = cluster.server.pki
+    ctx = ssl.create_default_context(cafile=str(pki.path("ca.crt")))
+    ctx.load_cert_chain(pki.path("admin.crt"), pki.path("admin.key"))
+    spoof = [("X-Remote-User", "mallory"), ("X-Remote-Group", "system:masters"), ("X-Remote-Extra-Scopes", "all"),
+             ("Proxy-Authorization", "Basic bWFsbG9yeQ=="), ("Keep-Alive", "timeout=5"), ("X-Custom", "kept")]
+
+    async def call() -> int:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{cluster.server.url}/apis/{GROUP}/{VERSION}/nodes", ssl=ctx, headers=spoof) as resp:
+            await resp.read()
+            return resp.status
+
+    assert asyncio.run(call()) == 200
+    req = backend.user_requests()[-1]
+    assert headers_named(req, "X-Remote-User") == ["kubernetes-admin"]
+    assert headers_named(req, "X-Remote-Group") == ["system:masters", "system:authenticated"]
+    assert headers_named(req, "X-Remote-Extra-Scopes") == []
+    assert headers_named(req, "Proxy-Authorization") == []
+    assert headers_named(req, "Keep-Alive") == []
+    assert headers_named(req, "X-Custom") == ["kept"]

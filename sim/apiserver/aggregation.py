@@ -324,7 +324,7 @@ class Aggregator:
         return self.apiservice_for(group, version) is not None
 
     def owns_group(self, group: str) -> bool:
-        """True when ``group`` is served (only) through APIServices with a service."""
+        """True when some version of ``group`` is served through an APIService with a service."""
         self._load()
         return any(g == group for g, _ in self._by_gv)
 
@@ -436,6 +436,13 @@ class Aggregator:
 
     def resolve(self, apiservice: Mapping[str, Any]) -> Backend:
         """Where an APIService's traffic goes; raises :class:`EndpointError` like the aggregator."""
+        try:
+            return self._resolve(apiservice)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed objects
+            name = _meta(apiservice).get("name", "")
+            raise EndpointError("ServicePortError", f"cannot resolve the service of APIService {name}: {exc!r}") from exc
+
+    def _resolve(self, apiservice: Mapping[str, Any]) -> Backend:
         ref = (apiservice.get("spec") or {}).get("service") or {}
         ns, name = ref.get("namespace", ""), ref.get("name", "")
         port = int(ref.get("port") or 443)
@@ -490,7 +497,10 @@ class Aggregator:
                 pem = base64.b64decode(ca_bundle).decode()
             except (ValueError, UnicodeDecodeError) as exc:
                 raise EndpointError("FailedDiscoveryCheck", f"spec.caBundle is not valid base64 PEM: {exc}") from exc
-            ctx = ssl.create_default_context(cadata=pem)
+            try:
+                ctx = ssl.create_default_context(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                raise EndpointError("FailedDiscoveryCheck", f"spec.caBundle holds no usable certificate: {exc}") from exc
         else:
             ctx = ssl.create_default_context()
         client = self.pki.front_proxy_client
@@ -703,17 +713,17 @@ class Aggregator:
 
     async def aggregated_discovery(self) -> list[dict[str, Any]]:
         """APIGroupDiscovery entries (apidiscovery.k8s.io/v2) for aggregated groups, as fetched from
-        their backends; a version whose backend stopped answering is kept as ``Stale``."""
+        their backends; a version whose backend is unavailable is listed as ``Stale`` (with the
+        resources last fetched, if any), as kube-aggregator's discovery manager does."""
         out = []
         for group, objs in self._group_versions().items():
             versions = []
             for o in objs:
                 name = _meta(o).get("name", "")
-                entry = self._discovery.get(name)
-                if entry is None:
-                    continue
-                entry = dict(entry)
-                entry["freshness"] = "Current" if is_available(o) else "Stale"
+                version = (o.get("spec") or {}).get("version", "")
+                entry = dict(self._discovery.get(name) or {"version": version, "resources": []})
+                fresh = is_available(o) and name in self._discovery
+                entry["freshness"] = "Current" if fresh else "Stale"  # kubectl: "stale GroupVersion discovery"
                 versions.append(entry)
             if versions:
                 out.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": versions})

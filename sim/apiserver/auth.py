@@ -268,15 +268,14 @@ class Authenticator:
             return None
         groups: list[str] = []
         for h in GROUP_HEADERS:
-            groups.extend(headers.getall(h, []) if hasattr(headers, "getall") else [headers.get(h)] if headers.get(h) else [])
+            groups.extend(v for v in headers.getall(h, []) if v)
         uid = ""
         for h in UID_HEADERS:
             uid = (headers.get(h) or "").strip()
             if uid:
                 break
         extra: dict[str, list[str]] = {}
-        items = headers.items()
-        for name, value in items:
+        for name, value in headers.items():
             for prefix in EXTRA_HEADER_PREFIXES:
                 if name.lower().startswith(prefix.lower()):
                     key = unquote(name[len(prefix):].lower())
@@ -573,8 +572,7 @@ def review_token(authenticator: Authenticator, body: dict[str, Any]) -> dict[str
     spec = dict(body.get("spec") or {})
     token = spec.get("token", "")
     if not isinstance(token, str) or not token:
-        raise st.invalid("TokenReview", "", "authentication.k8s.io",
-                         [("spec.token", "Required value: token must not be empty")])
+        raise st.bad_request("token is required for TokenReview in authentication")
     audiences = spec.get("audiences") or []
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise st.bad_request("TokenReview.spec.audiences: expected a list of strings")
@@ -636,8 +634,10 @@ def review_access(authorizer: Authorizer, body: dict[str, Any]) -> dict[str, Any
     if causes:
         raise st.invalid("SubjectAccessReview", "", "authorization.k8s.io", causes)
     extra = spec.get("extra") or {}
-    user = UserInfo(str(user_name), str(spec.get("uid", "") or ""), tuple(groups),
-                    {str(k): tuple(v) for k, v in extra.items()})
+    if not isinstance(groups, list) or not isinstance(extra, Mapping):
+        raise st.bad_request("SubjectAccessReview: spec.groups must be a list and spec.extra a map of lists")
+    user = UserInfo(str(user_name), str(spec.get("uid", "") or ""), tuple(str(g) for g in groups),
+                    {str(k): tuple(str(x) for x in v) if isinstance(v, list) else (str(v),) for k, v in extra.items()})
     allowed, reason = authorizer.authorize(attributes_from_spec(user, spec))
     out = _review_envelope("SubjectAccessReview", "authorization.k8s.io/v1", body, spec)
     out["status"] = _decision_status(allowed, reason)
