@@ -40,7 +40,7 @@ async def main() -> None:
     for _ in range(100):
         store.list("pods", None, field_selector=parse_field_selector("spec.nodeName=n-7"))
     t3 = time.perf_counter()
-    items, _ = store.list("pods")
+    store.list("pods")
     t4 = time.perf_counter()
     queued = sum(len(w._w.pending) + len(w._w.queue) for w in watches)
     print(json.dumps({

@@ -257,6 +257,7 @@ async def test_unauthenticated_requests(srv):
 
 async def test_watch_bookmarks_and_table_watch(srv):
     ctx = _ssl(srv)
+    srv.call(lambda: srv.store.create("configmaps", _cm("bm")))
     url = srv.server.url + "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&timeoutSeconds=2"
     async with aiohttp.ClientSession() as s, s.get(url, ssl=ctx) as r:
         events = [orjson.loads(line) async for line in r.content if line.strip()]

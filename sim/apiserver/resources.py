@@ -76,6 +76,13 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("events.k8s.io", ("v1",), "events", "event", "Event", True, RW, ("ev",), storage="events"),
     Resource("apiregistration.k8s.io", ("v1",), "apiservices", "apiservice", "APIService", False, RW,
              categories=("api-extensions",), subresources=_STATUS, has_status=True),
+    Resource("rbac.authorization.k8s.io", ("v1",), "clusterroles", "clusterrole", "ClusterRole", False, RW),
+    Resource("rbac.authorization.k8s.io", ("v1",), "clusterrolebindings", "clusterrolebinding",
+             "ClusterRoleBinding", False, RW),
+    Resource("rbac.authorization.k8s.io", ("v1",), "roles", "role", "Role", True, RW),
+    Resource("rbac.authorization.k8s.io", ("v1",), "rolebindings", "rolebinding", "RoleBinding", True, RW),
+    Resource("policy", ("v1",), "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", True, RW,
+             ("pdb",), subresources=_STATUS, generation=True, has_status=True),
     Resource("authentication.k8s.io", ("v1",), "tokenreviews", "tokenreview", "TokenReview", False, ("create",)),
     Resource("authorization.k8s.io", ("v1",), "subjectaccessreviews", "subjectaccessreview",
              "SubjectAccessReview", False, ("create",)),
@@ -98,7 +105,7 @@ STORED: tuple[str, ...] = tuple(r.key for r in RESOURCES if r.key not in VIRTUAL
 # Group order as kube-apiserver lists them in /apis (the order kubectl's RESTMapper prefers).
 GROUP_ORDER = (
     "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
-    "autoscaling", "coordination.k8s.io",
+    "autoscaling", "policy", "rbac.authorization.k8s.io", "coordination.k8s.io",
 )
 
 

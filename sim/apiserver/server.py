@@ -496,7 +496,7 @@ class APIServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         headers_sent = [False]
-        initial_pending = initial is True or (initial is None and (q.get("resourceVersion") or "") in ("", "0"))
+        initial_pending = watch.has_pending()
         initial_end_sent = not (initial is True and bookmarks)
         last_write = loop.time()
         try:
