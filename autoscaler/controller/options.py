@@ -1,0 +1,181 @@
+"""Controller flags with kube-controller-manager's names and defaults, parsed into settings.
+
+The HPA settings (``--horizontal-pod-autoscaler-*``, ``--concurrent-horizontal-pod-autoscaler-syncs``,
+``--feature-gates``) and leader election (``--leader-elect*``) keep upstream's names, so a
+kube-controller-manager command line can be carried over.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+from autoscaler.hpa import ControllerConfig
+from autoscaler.k8s.timefmt import format_duration, parse_duration
+
+MODES = ("active", "dry-run", "off")
+GATES = {"HPAScaleToZero": "scale_to_zero", "HPAConfigurableTolerance": "configurable_tolerance"}
+
+
+def duration(text: str) -> float:
+    """A Go duration (``15s``, ``5m0s``) or plain seconds, as argparse type."""
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (for example 15s, 5m0s)") from None
+
+
+def go_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
+
+
+def feature_gates(text: str) -> dict[str, bool]:
+    """``Name=true,Other=false`` for the gates the HPA controller reads."""
+    out: dict[str, bool] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, eq, val = part.partition("=")
+        name = name.strip()
+        if not eq:
+            raise argparse.ArgumentTypeError(f"missing bool value for {name}")
+        if name not in GATES:
+            raise argparse.ArgumentTypeError(f"unrecognized feature gate: {name} (known: {', '.join(sorted(GATES))})")
+        try:
+            out[name] = go_bool(val.strip())
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"invalid value of {name}={val}, err: invalid boolean") from None
+    return out
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The decision settings, shared by `autoscaler run` and `autoscaler recommend`."""
+    d = ControllerConfig()
+    g = parser.add_argument_group("HPA controller settings (kube-controller-manager names)")
+    g.add_argument("--horizontal-pod-autoscaler-tolerance", type=float, default=d.tolerance, metavar="FLOAT",
+                   help="The minimum change (from 1.0) in the desired-to-actual metrics ratio for the horizontal pod "
+                        f"autoscaler to consider scaling. (default {d.tolerance})")
+    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", type=duration,
+                   default=d.cpu_initialization_period, metavar="DURATION",
+                   help="The period after pod start when CPU samples might be skipped. "
+                        f"(default {format_duration(d.cpu_initialization_period)})")
+    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", type=duration,
+                   default=d.initial_readiness_delay, metavar="DURATION",
+                   help="The period after pod start during which readiness changes will be treated as initial "
+                        f"readiness. (default {format_duration(d.initial_readiness_delay)})")
+    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration,
+                   default=d.downscale_stabilization, metavar="DURATION",
+                   help="The period for which autoscaler will look backwards and not scale down below any "
+                        f"recommendation it made during that period. (default {format_duration(d.downscale_stabilization)})")
+    g.add_argument("--feature-gates", type=feature_gates, default={}, metavar="GATES",
+                   help="Comma-separated Name=bool pairs: HPAScaleToZero (default false), "
+                        "HPAConfigurableTolerance (default true).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `autoscaler run` gets for the controller component."""
+    g = parser.add_argument_group("HPA controller")
+    g.add_argument("--controller-mode", choices=MODES, default="dry-run",
+                   help="active: reconcile HPAs (only where kube-controller-manager's HPA controller is disabled with "
+                        "--controllers=*,-horizontalpodautoscaling); dry-run: never write scale or HPA status, "
+                        "publish recommendations as metrics and events; off: metrics pipeline only. (default dry-run)")
+    g.add_argument("--dry-run-annotate", action="store_true",
+                   help="In dry-run mode also write the recommendation into the HPA annotation "
+                        "autoscaler/dry-run-recommendation.")
+    g.add_argument("--horizontal-pod-autoscaler-sync-period", type=duration, default=15.0, metavar="DURATION",
+                   help="The period for syncing the number of pods in horizontal pod autoscaler. (default 15s)")
+    g.add_argument("--concurrent-horizontal-pod-autoscaler-syncs", type=int, default=5, metavar="INT",
+                   help="The number of horizontal pod autoscaler objects that are allowed to sync concurrently. "
+                        "Larger number = more responsive horizontal pod autoscaler objects processing, but more CPU "
+                        "(and network) load. (default 5)")
+    add_settings_arguments(parser)
+    g = parser.add_argument_group("leader election (client-go leaderelection)")
+    g.add_argument("--leader-elect", type=go_bool, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="Start a leader election client and gain leadership before executing the main loop. Enable "
+                        "this when running replicated components for high availability. (default true)")
+    g.add_argument("--leader-elect-lease-duration", type=duration, default=15.0, metavar="DURATION",
+                   help="The duration that non-leader candidates will wait after observing a leadership renewal "
+                        "until attempting to acquire leadership of a led but unrenewed leader slot. (default 15s)")
+    g.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0, metavar="DURATION",
+                   help="The interval between attempts by the acting master to renew a leadership slot before it "
+                        "stops leading. This must be less than the lease duration. (default 10s)")
+    g.add_argument("--leader-elect-retry-period", type=duration, default=2.0, metavar="DURATION",
+                   help="The duration the clients should wait between attempting acquisition and renewal of a "
+                        "leadership. (default 2s)")
+    g.add_argument("--leader-elect-resource-lock", choices=["leases"], default="leases",
+                   help="The type of resource object that is used for locking during leader election. (default leases)")
+    g.add_argument("--leader-elect-resource-name", default="autoscaler-hpa-controller",
+                   help="The name of resource object that is used for locking during leader election. "
+                        "(default autoscaler-hpa-controller)")
+    g.add_argument("--leader-elect-resource-namespace", default="kube-system",
+                   help="The namespace of resource object that is used for locking during leader election. "
+                        "(default kube-system)")
+
+
+def config_from_args(args: argparse.Namespace) -> ControllerConfig:
+    """The decision core's settings from the flags; ValueError names a bad flag."""
+    cfg = ControllerConfig(
+        tolerance=args.horizontal_pod_autoscaler_tolerance,
+        cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
+        initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
+        downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization,
+    )
+    if cfg.tolerance < 0:
+        raise ValueError(f"--horizontal-pod-autoscaler-tolerance must be >= 0, got {cfg.tolerance}")
+    for name, on in (args.feature_gates or {}).items():
+        setattr(cfg, GATES[name], on)
+    return cfg
+
+
+@dataclass
+class ControllerOptions:
+    """How the live controller runs (besides the decision settings)."""
+
+    mode: str = "dry-run"
+    sync_period: float = 15.0
+    workers: int = 5
+    dry_run_annotate: bool = False
+    config: ControllerConfig = field(default_factory=ControllerConfig)
+    leader_elect: bool = True
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    lease_name: str = "autoscaler-hpa-controller"
+    lease_namespace: str = "kube-system"
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"--controller-mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.sync_period <= 0:
+            raise ValueError("--horizontal-pod-autoscaler-sync-period must be positive")
+        if self.workers < 1:
+            raise ValueError("--concurrent-horizontal-pod-autoscaler-syncs must be at least 1")
+        if self.leader_elect:
+            if self.renew_deadline >= self.lease_duration:
+                raise ValueError("--leader-elect-renew-deadline must be less than --leader-elect-lease-duration")
+            if self.retry_period <= 0 or self.retry_period * 1.2 >= self.renew_deadline:
+                raise ValueError("--leader-elect-retry-period must be positive and well below "
+                                 "--leader-elect-renew-deadline (client-go: renewDeadline > 1.2 × retryPeriod)")
+
+
+def options_from_args(args: argparse.Namespace) -> ControllerOptions:
+    opts = ControllerOptions(
+        mode=args.controller_mode,
+        sync_period=args.horizontal_pod_autoscaler_sync_period,
+        workers=args.concurrent_horizontal_pod_autoscaler_syncs,
+        dry_run_annotate=args.dry_run_annotate,
+        config=config_from_args(args),
+        leader_elect=args.leader_elect,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
+        lease_name=args.leader_elect_resource_name,
+        lease_namespace=args.leader_elect_resource_namespace,
+    )
+    opts.validate()
+    return opts

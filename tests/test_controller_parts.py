@@ -1,0 +1,84 @@
+"""The controller's own pieces: flags (upstream names, defaults, errors), the work queue's
+client-go guarantees, and the pod/selector indexes behind the per-HPA lookups."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import pytest
+
+from autoscaler.controller.options import add_arguments, options_from_args
+from autoscaler.controller.podindex import PodIndex, SelectorRegistry
+from autoscaler.controller.workqueue import WorkQueue
+from autoscaler.k8s.selectors import parse_label_selector
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(exit_on_error=False)
+    add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_flags_have_upstream_defaults_and_reject_bad_values():
+    o = options_from_args(parse())
+    assert (o.mode, o.sync_period, o.workers, o.leader_elect) == ("dry-run", 15.0, 5, True)
+    c = o.config
+    assert (c.tolerance, c.cpu_initialization_period, c.initial_readiness_delay, c.downscale_stabilization) == \
+        (0.1, 300.0, 30.0, 300.0)
+    assert (c.scale_to_zero, c.configurable_tolerance) == (False, True)
+    o = options_from_args(parse("--controller-mode=active", "--horizontal-pod-autoscaler-sync-period=1m0s",
+                                "--feature-gates=HPAScaleToZero=true,HPAConfigurableTolerance=false",
+                                "--leader-elect=false"))
+    assert (o.mode, o.sync_period, o.leader_elect, o.config.scale_to_zero, o.config.configurable_tolerance) == \
+        ("active", 60.0, False, True, False)
+    with pytest.raises(argparse.ArgumentError, match="unrecognized feature gate: Nope"):
+        parse("--feature-gates=Nope=true")
+    with pytest.raises(ValueError, match="renew-deadline must be less than"):
+        options_from_args(parse("--leader-elect-renew-deadline=20s"))
+
+
+async def test_queue_dedupes_and_never_hands_out_a_key_twice_at_once():
+    q = WorkQueue()
+    q.add("a")
+    q.add("a")
+    q.add("b")
+    assert len(q) == 2
+    key = await q.get()
+    q.add(key)  # re-added while processing: held back until done
+    other = await q.get()
+    assert other != key and len(q) == 0
+    q.done(key)
+    assert await q.get() == key
+    q.done(key)
+    q.done(other)
+    q.add_after("c", 0.05)
+    q.add_after("c", 10)  # the earlier pending time wins
+    assert await asyncio.wait_for(q.get(), 5) == "c"
+    await q.shutdown()
+
+
+def pod(name: str, **labels: str) -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels}}
+
+
+def test_pod_index_and_selector_registry_find_the_same_pods_as_a_scan():
+    idx = PodIndex()
+    pods = [pod(f"p{i}", app=f"a{i % 3}", tier="web" if i % 2 else "db") for i in range(12)]
+    for p in pods:
+        idx.upsert(p)
+    idx.delete(pods[0])
+    idx.upsert(pod("p1", app="a9"))  # relabelled
+    for text in ("app=a1", "app in (a1,a2),tier=web", "tier!=web", "app", ""):
+        sel = parse_label_selector(text)
+        live = [p for p in pods[1:] if p["metadata"]["name"] != "p1"] + [pod("p1", app="a9")]
+        want = sorted(p["metadata"]["name"] for p in live if sel.matches(p["metadata"]["labels"]))
+        assert [p["metadata"]["name"] for p in idx.select("ns", sel)] == want, text
+    reg = SelectorRegistry()
+    reg.put("ns", "ns/one", parse_label_selector("app=a1"))
+    reg.put("ns", "ns/two", parse_label_selector("tier=web"))
+    reg.put("ns", "ns/all", parse_label_selector("tier"))
+    reg.put("other", "other/x", parse_label_selector("app=a1"))
+    assert set(reg.selecting("ns", [{"app": "a1", "tier": "db"}], exclude="ns/one")) == {"ns/all"}
+    reg.remove("ns", "ns/all")
+    assert set(reg.selecting("ns", [{"app": "a1", "tier": "web"}], exclude="ns/one")) == {"ns/two"}

@@ -1,0 +1,86 @@
+"""End to end through the real CLI: `autoscaler run --controller-mode=active` and `autoscaler recommend`.
+
+The emulated cluster runs on real time. `autoscaler run` (metrics API, collector and the
+controller plugin with leader election) scales the Deployment from its in-process store;
+`autoscaler recommend` reads the same cluster through metrics.k8s.io (our server, reached via the
+APIService) and must report the controller's view: current replicas, the status the controller
+wrote, and its own recommendation with the limiting rule.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import generate_latest
+from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
+
+from sim.cluster import run_in_thread
+from sim.scenario import parse_scenario
+
+SCENARIO = {
+    "name": "e2e-controller-run",
+    "kubelet": {"housekeepingInterval": "2s"},
+    "timing": {"startupDelay": "0s", "readinessDelay": "0s"},
+    "nodes": [{"namePrefix": "worker", "count": 1, "cpu": "16", "memory": "64Gi"}],
+    "workloads": [{"name": "web", "replicas": 2, "requests": {"cpu": "200m", "memory": "64Mi"},
+                   "load": {"kind": "constant", "cores": 1.0}}],
+    "hpas": [{"target": "web", "minReplicas": 1, "maxReplicas": 6, "cpuUtilization": 50}],
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e-controller-run")
+    cluster = run_in_thread(parse_scenario(SCENARIO), tmp / "cluster")
+    server = None
+    try:
+        server = MetricsServerThread(run_args(
+            cluster, tmp, "--controller-mode=active", "--horizontal-pod-autoscaler-sync-period=1s",
+            "--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s",
+            "--leader-elect-retry-period=1s")).start()
+        register_apiservice(cluster, server.port)
+        yield cluster, server
+    finally:
+        if server is not None:
+            server.stop()
+        cluster.stop()
+
+
+def replicas(kc) -> int:
+    return json.loads(kubectl(kc, "get", "deployment", "web", "-o", "json").stdout)["spec"]["replicas"]
+
+
+def test_run_active_scales_and_recommend_reports_it(env):
+    cluster, server = env
+    kc = cluster.kubeconfig
+    # 1 core over 200m requests at a 50% target wants 10 pods; maxReplicas caps it at 6
+    wait_for(lambda: replicas(kc) == 6, 120, "the controller in `autoscaler run` to scale web to 6", interval=1.0)
+    hpa = json.loads(kubectl(kc, "get", "hpa", "web", "-o", "json").stdout)
+    assert hpa["status"]["desiredReplicas"] == 6
+    lease = json.loads(kubectl(kc, "get", "lease", "-n", "kube-system", "autoscaler-hpa-controller",
+                               "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"]
+
+    proc = subprocess.run([sys.executable, "-m", "autoscaler", "recommend", "--kubeconfig", str(kc), "-o", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["items"]
+    assert row["name"] == "web" and row["reference"] == "Deployment/web"
+    assert row["currentReplicas"] == 6 and row["builtinDesiredReplicas"] == 6
+    assert row["recommendedReplicas"] == 6 and row["limitedBy"] == "TooManyReplicas"
+    assert "cpu" in row["explanation"] and row["error"] is None
+
+    table = subprocess.run([sys.executable, "-m", "autoscaler", "recommend", "--kubeconfig", str(kc)],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    header, line = table.stdout.splitlines()[:2]
+    assert header.split()[:5] == ["HPA", "REFERENCE", "CURRENT", "BUILT-IN", "RECOMMENDED"]
+    assert line.split()[:6] == ["web", "Deployment/web", "6", "6", "6", "TooManyReplicas"]
+
+    # the controller's families are on the server's /metrics registry
+    text = generate_latest(server.rt.collector.registry).decode()
+    assert "horizontal_pod_autoscaler_controller_reconciliations_total" in text
+    assert 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"} 6.0' in text
