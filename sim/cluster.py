@@ -22,11 +22,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from autoscaler.k8s import status as st
 from autoscaler.k8s.quantity import value
 from sim.clock import Clock, ManualClock
 from sim.kubelet.pods import PodLifecycle, PodTiming
-from sim.kubelet.server import EmulatedKubelet, KubeletAuth, KubeletFleet
+from sim.kubelet.server import EmulatedKubelet, KubeletAuth, KubeletFleet, compact_tls_buffers
 from sim.kubelet.stats import NodeStats
 from sim.loadmodel import Constant, LoadModel, WorkloadLoad
 from sim.nodes import NodeHeartbeats, lease_object, node_object
@@ -97,6 +96,8 @@ class EmulatedCluster:
         auth = KubeletAuth(
             authenticator.authenticate_token, authorize,
             lambda cn, groups: UserInfo(cn, groups=groups).with_authenticated(), self.clock)
+        if len(sc.nodes) >= 500:
+            compact_tls_buffers()
         self.fleet = KubeletFleet(crt, key, self.pki.ca.cert_pem, auth, self.clock,
                                   housekeeping_interval=sc.housekeeping_interval)
         events = EventRecorder(self.store, self.clock,
@@ -335,4 +336,4 @@ def run_in_thread(scenario: Scenario, state_dir: Path, **kw: Any) -> ClusterThre
     return ClusterThread(scenario, state_dir, **kw).start()
 
 
-__all__ = ["ClusterThread", "EmulatedCluster", "run_in_thread", "st"]
+__all__ = ["ClusterThread", "EmulatedCluster", "run_in_thread"]

@@ -235,6 +235,28 @@ def noise_factors(seed: int, keys: np.ndarray, buckets: np.ndarray, sigma: float
     return np.maximum(0.0, 1.0 + sigma * z)
 
 
+def noise_matrix(seeds: np.ndarray, keys: np.ndarray, sigmas: np.ndarray, periods: np.ndarray,
+                 ts: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`noise_factors`: row i uses its own seed, sigma and bucket period → (C, K).
+    Bucket values are identical to ``noise_factors(seed_i, [key_i], floor(ts / period_i), sigma_i)``."""
+    out = np.ones((keys.size, ts.size))
+    on = sigmas > 0
+    if not on.any():
+        return out
+    keys = np.asarray(keys, dtype=np.uint64)[on]
+    seeds = np.asarray(seeds).astype(np.int64).astype(np.uint64)[on]
+    buckets = np.floor(ts[None, :] / periods[on, None]).astype(np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        base = _mix(keys ^ _mix(seeds))
+        h1 = _mix(base[:, None] ^ _mix(buckets))
+        h2 = _mix(h1 ^ _M3)
+    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    u2 = (h2 >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    out[on] = np.maximum(0.0, 1.0 + sigmas[on, None] * z)
+    return out
+
+
 def integrate(times: np.ndarray, rates: np.ndarray) -> np.ndarray:
     """Trapezoid integral of ``rates`` (C, K) sampled at ``times`` (K,) → core-seconds (C,)."""
     if times.size < 2:
@@ -261,6 +283,8 @@ class WorkloadLoad:
         self._ready_t: list[float] = [float("-inf")]
         self._ready_n: list[int] = [0]
         self._ready_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        #: bumped on every model change, so per-row caches (noise, memory) can tell
+        self.version = 0
 
     @property
     def model(self) -> LoadModel:
@@ -275,6 +299,7 @@ class WorkloadLoad:
         self._seg_starts.append(now)
         self._seg_models.append(model)
         self._seg_origins.append(model.origin if model.origin is not None else now)
+        self.version += 1
         if len(self._seg_starts) > self.HISTORY:
             del self._seg_starts[1:2], self._seg_models[:1], self._seg_origins[:1]
 
@@ -306,8 +331,14 @@ class WorkloadLoad:
             out[sel] = self._seg_models[i].demand(ts[sel] - self._seg_origins[i])
         return out
 
-    def breakpoints(self, t0: float, t1: float) -> np.ndarray:
-        """Absolute times in (t0, t1) where this workload's per-pod share can jump or bend."""
+    def breakpoints(self, t0: float, t1: float) -> np.ndarray | None:
+        """Absolute times in (t0, t1) where this workload's per-pod share can jump or bend (noise
+        bucket edges excluded: the caller adds those once per noise period); None when there are
+        none, which is the common case of a quiet scrape interval."""
+        model = self._seg_models[-1]
+        if (self._ready_t[-1] <= t0 and self._seg_starts[-1] <= t0
+                and type(model).breakpoints is LoadModel.breakpoints):
+            return None
         parts = [np.array([t for t in self._ready_t if t0 < t < t1]),
                  np.array([t for t in self._seg_starts if t0 < t < t1])]
         seg_starts = np.array(self._seg_starts)
@@ -315,13 +346,24 @@ class WorkloadLoad:
         last = max(int(np.searchsorted(seg_starts, t1, side="right")) - 1, 0)
         for i in range(first, last + 1):
             origin = self._seg_origins[i]
-            model = self._seg_models[i]
-            parts.append(model.breakpoints(t0 - origin, t1 - origin) + origin)
-            if model.noise > 0 and (t1 - t0) / model.noise_period < 10000:
-                edges = np.arange(np.ceil(t0 / model.noise_period), np.floor(t1 / model.noise_period) + 1)
-                parts.append(edges * model.noise_period)
+            parts.append(self._seg_models[i].breakpoints(t0 - origin, t1 - origin) + origin)
         return np.concatenate(parts)
+
+    def noise_periods(self, t0: float) -> set[float]:
+        """Noise periods of the models active after ``t0``."""
+        out = set()
+        for start, model in zip(reversed(self._seg_starts), reversed(self._seg_models), strict=True):
+            if model.noise > 0:
+                out.add(model.noise_period)
+            if start <= t0:
+                break
+        return out
 
     def share_at(self, ts: np.ndarray) -> np.ndarray:
         """Per-ready-pod share of the demand at absolute times ``ts``."""
+        if ts.size and ts[0] >= self._ready_t[-1] and ts[0] >= self._seg_starts[-1]:
+            n = self._ready_n[-1]  # quiet interval: one model, one ready count
+            if n <= 0:
+                return np.zeros(ts.shape)
+            return self._seg_models[-1].demand(ts - self._seg_origins[-1]) / n
         return per_pod_share(self.demand_at(ts), self.ready_at(ts))

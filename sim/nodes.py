@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from autoscaler.k8s import status as st
-from autoscaler.k8s.quantity import format_decimal_si, parse_quantity, value
+from autoscaler.k8s.quantity import parse_quantity, value
 from autoscaler.k8s.timefmt import format_micro_time, format_time
 from sim.clock import Clock, TimerHandle
 
@@ -198,10 +198,3 @@ class NodeHeartbeats:
         for fn in self.on_tick:
             fn()
         self._timer = self.clock.call_later(LEASE_RENEW / self.slots, self._run)
-
-
-def node_cpu_cores(spec: NodeSpec) -> float:
-    return float(parse_quantity(spec.cpu))
-
-
-__all__ = ["KUBELET_VERSION", "NodeHeartbeats", "NodeSpec", "format_decimal_si", "lease_object", "node_object"]

@@ -148,9 +148,10 @@ class Scheduler:
             self._nodes[i] = node
             self._cap[i] = row
         self._masks_cache: dict[str, np.ndarray] = {}
-        if old is None or (old.get("spec") != node.get("spec")) or \
+        if old is None or old.get("spec") != node.get("spec") or \
+                (old.get("metadata") or {}).get("labels") != node["metadata"].get("labels") or \
                 (old.get("status") or {}).get("allocatable") != alloc:
-            self._requeue_unschedulable()
+            self._requeue_unschedulable()  # anything a filter looks at changed
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
         md, spec = pod["metadata"], pod.get("spec") or {}

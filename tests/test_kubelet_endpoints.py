@@ -15,9 +15,9 @@ import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from sim_fixtures import emulated_cluster
 
 from autoscaler.k8s.timefmt import parse_time
-from tests.sim_fixtures import emulated_cluster
 
 CUSTOM_PATH = "/metrics/resource/v1alpha1"
 SCENARIO = {
@@ -240,3 +240,33 @@ def test_fault_injection(env):
         kubelet.fault = None
     assert kubelet.port == port
     assert fetch(h, "/metrics/resource", token)[0] == 200
+
+
+def test_container_restart_resets_the_counter_and_start_time(env):
+    h, tokens = env
+    name = sorted(pods(h))[0]
+
+    def series(metric: str) -> tuple[float, float | None]:
+        text = fetch(h, "/metrics/resource", tokens["metrics-server"])[2].decode()
+        for f in text_string_to_metric_families(text):
+            for s in f.samples:
+                if s.name == metric and s.labels["pod"] == name and s.labels["container"] == "app":
+                    return s.value, None if s.timestamp is None else float(s.timestamp)
+        raise AssertionError(f"{metric} of {name}/app missing")
+
+    before_cpu, _ = series("container_cpu_usage_seconds_total")
+    before_start, _ = series("container_start_time_seconds")
+    assert before_cpu > 1
+    h.call(lambda: h.cluster.restart_container("default", name, "app", reason="OOMKilled", exit_code=137))
+    h.advance(20)
+    start, _ = series("container_start_time_seconds")
+    cpu, ts = series("container_cpu_usage_seconds_total")
+    assert start > before_start
+    # the counter restarted from 0 with the container: at most 0.4 cores (its share) since the new start
+    assert 0 < cpu <= 0.4 * (ts - start) + 1e-6
+    status = pods(h)[name]["status"]
+    app = next(c for c in status["containerStatuses"] if c["name"] == "app")
+    assert app["restartCount"] == 1
+    assert app["lastState"]["terminated"]["reason"] == "OOMKilled"
+    assert app["lastState"]["terminated"]["exitCode"] == 137
+    assert app["ready"] is True  # ready again after the readiness delay

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client, config
+from sim_fixtures import emulated_cluster, kubectl, kubectl_json
 
 from autoscaler.k8s.timefmt import parse_time
-from tests.sim_fixtures import emulated_cluster, kubectl, kubectl_json
 
 SCENARIO = {
     "name": "workloads",
@@ -17,7 +17,7 @@ SCENARIO = {
         {"name": "web", "replicas": 2, "image": "nginx:1.27", "requests": {"cpu": "300m", "memory": "64Mi"},
          "limits": {"cpu": "500m", "memory": "128Mi"}},
         {"name": "db", "kind": "StatefulSet", "replicas": 3, "image": "postgres:17",
-         "requests": {"cpu": "50m", "memory": "64Mi"}},
+         "requests": {"memory": "64Mi"}},
     ],
     "hpas": [{"target": "web", "minReplicas": 2, "maxReplicas": 6, "cpuUtilization": 70}],
 }
@@ -82,12 +82,12 @@ def test_scale_up_down_pending_and_graceful_deletion(h, api):
     kc = h.kubeconfig
     apps = client.AppsV1Api(api)
     core = client.CoreV1Api(api)
-    # 2 nodes × 900m allocatable, 300m per pod (plus 150m of the StatefulSet) → 5 fit, the 6th doesn't
-    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 6}})
+    # 2 nodes × 900m allocatable, 300m per pod → 6 fit, the 7th doesn't
+    apps.patch_namespaced_deployment_scale("web", "default", {"spec": {"replicas": 7}})
     h.advance(0.5)
     h.advance(6)
     pods = core.list_namespaced_pod("default", label_selector="app=web").items
-    assert len(pods) == 6
+    assert len(pods) == 7
     pending = [p for p in pods if p.status.phase == "Pending"]
     assert len(pending) == 1 and pending[0].spec.node_name is None
     cond = next(c for c in pending[0].status.conditions if c.type == "PodScheduled")
@@ -96,7 +96,7 @@ def test_scale_up_down_pending_and_graceful_deletion(h, api):
                             "2 No preemption victims found for incoming pod.")
     assert "Pending" in kubectl(kc, "get", "pod", pending[0].metadata.name)
     dep = apps.read_namespaced_deployment_status("web", "default").status
-    assert (dep.replicas, dep.ready_replicas, dep.available_replicas, dep.unavailable_replicas) == (6, 5, 5, 1)
+    assert (dep.replicas, dep.ready_replicas, dep.available_replicas, dep.unavailable_replicas) == (7, 6, 6, 1)
     events = kubectl(kc, "get", "events", "--field-selector", f"involvedObject.name={pending[0].metadata.name}")
     assert "FailedScheduling" in events
 
@@ -106,10 +106,10 @@ def test_scale_up_down_pending_and_graceful_deletion(h, api):
     # the unscheduled pod goes first and at once; bound pods terminate gracefully
     assert pending[0].metadata.name not in pods
     terminating = [p for p in pods.values() if p.metadata.deletion_timestamp is not None]
-    assert len(terminating) == 2
+    assert len(terminating) == 3
     assert all(p.metadata.deletion_grace_period_seconds == 30 for p in terminating)
     table = kubectl(kc, "get", "pods", "-l", "app=web")
-    assert table.count("Terminating") == 2
+    assert table.count("Terminating") == 3
     h.advance(6)  # terminationDelay 5 s: the kubelets finish the deletion
     names = [p.metadata.name for p in core.list_namespaced_pod("default", label_selector="app=web").items]
     assert len(names) == 3 and not set(names) & {p.metadata.name for p in terminating}
@@ -120,6 +120,7 @@ def test_scale_up_down_pending_and_graceful_deletion(h, api):
 
 def test_rolling_update_creates_a_new_replicaset(h):
     kc = h.kubeconfig
+    replicas = kubectl_json(kc, "get", "deployment", "web")["spec"]["replicas"]
     kubectl(kc, "set", "image", "deployment/web", "web=nginx:1.28")
     for _ in range(8):
         h.advance(6)
@@ -127,9 +128,9 @@ def test_rolling_update_creates_a_new_replicaset(h):
     assert len(rs) == 2
     new = next(r for r in rs.values() if r["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2")
     old = next(r for r in rs.values() if r is not new)
-    assert new["spec"]["replicas"] == 3 and old["spec"]["replicas"] == 0
+    assert new["spec"]["replicas"] == replicas and old["spec"]["replicas"] == 0
     pods = web_pods(kc)
-    assert len(pods) == 3
+    assert len(pods) == replicas
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.28"}
     assert all(p["metadata"]["labels"]["pod-template-hash"] == new["metadata"]["labels"]["pod-template-hash"]
                for p in pods)
@@ -175,3 +176,25 @@ def test_nodes_leases_and_heartbeats(h):
     after = parse_time(kubectl_json(kc, "get", "lease", "-n", "kube-node-lease", "worker-1")["spec"]["renewTime"])
     assert 0 < after - before <= 10.5
     assert "Ready" in kubectl(kc, "get", "nodes")
+
+
+def test_node_selector_is_honoured_and_pending_pods_retry_when_nodes_change(h, api):
+    core = client.CoreV1Api(api)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "needs-ssd"},
+           "spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+    core.create_namespaced_pod("default", pod)
+    h.advance(1)
+    got = core.read_namespaced_pod("needs-ssd", "default")
+    assert got.status.phase == "Pending" and got.spec.node_name is None
+    cond = next(c for c in got.status.conditions if c.type == "PodScheduled")
+    assert cond.message == ("0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. "
+                            "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+    kubectl(h.kubeconfig, "label", "node", "worker-2", "disk=ssd")
+    h.advance(1)
+    h.advance(6)
+    got = core.read_namespaced_pod("needs-ssd", "default")
+    assert got.spec.node_name == "worker-2" and got.status.phase == "Running"
+    assert got.metadata.owner_references is None  # a bare pod: no controller, still run by the kubelet
+    core.delete_namespaced_pod("needs-ssd", "default")
+    h.advance(6)
+    assert "needs-ssd" not in kubectl(h.kubeconfig, "get", "pods")

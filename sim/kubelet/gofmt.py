@@ -8,6 +8,10 @@ import math
 
 
 def go_float(v: float) -> str:
+    a = v if v >= 0 else -v
+    if 1e-4 <= a < 1e6:
+        r = repr(float(v))  # Python is positional in this range too; only "x.0" differs
+        return r[:-2] if r.endswith(".0") else r
     if v == 0:
         return "0"
     if math.isnan(v):

@@ -4,6 +4,7 @@ shaped as a 1.36 kubelet writes them."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,6 +27,9 @@ _FAMILIES = {
     "pod_memory_working_set_bytes": ("gauge", "Current working set of the pod in bytes"),
     "resource_scrape_error": ("gauge", "1 if there was an error while getting container metrics, 0 otherwise"),
 }
+
+#: working-set values repeat a lot (page-aligned bases): memoize their text
+_mem_text = functools.lru_cache(maxsize=1 << 16)(go_float)
 
 #: memory of the pod sandbox (pause container) added to the pod cgroup's working set
 POD_OVERHEAD_BYTES = 94208.0
@@ -54,9 +58,10 @@ def render_resource_metrics(snap: Snapshot) -> bytes:
         out.append(_header("container_cpu_usage_seconds_total"))
         out.extend(f"container_cpu_usage_seconds_total{rows[i].labels} {go_float(cpu[i])} {ts}\n" for i in order)
         out.append(_header("container_memory_working_set_bytes"))
-        out.extend(f"container_memory_working_set_bytes{rows[i].labels} {go_float(mem[i])} {ts}\n" for i in order)
+        out.extend(f"container_memory_working_set_bytes{rows[i].labels} {_mem_text(mem[i])} {ts}\n" for i in order)
         out.append(_header("container_start_time_seconds"))
-        out.extend(f"container_start_time_seconds{rows[i].labels} {go_float(rows[i].start_time)}\n" for i in order)
+        start = stats._start_text
+        out.extend(f"container_start_time_seconds{rows[i].labels} {start[i]}\n" for i in order)
     out.append(_header("node_cpu_usage_seconds_total"))
     out.append(f"node_cpu_usage_seconds_total {go_float(math.floor(snap.node_cpu * 1e9) / 1e9)} {ts}\n")
     out.append(_header("node_memory_working_set_bytes"))
@@ -73,7 +78,7 @@ def render_resource_metrics(snap: Snapshot) -> bytes:
         out.append(_header("pod_cpu_usage_seconds_total"))
         out.extend(f"pod_cpu_usage_seconds_total{labels[p]} {go_float(pod_cpu[p])} {ts}\n" for p in porder)
         out.append(_header("pod_memory_working_set_bytes"))
-        out.extend(f"pod_memory_working_set_bytes{labels[p]} {go_float(pod_mem[p])} {ts}\n" for p in porder)
+        out.extend(f"pod_memory_working_set_bytes{labels[p]} {_mem_text(pod_mem[p])} {ts}\n" for p in porder)
     out.append(_header("resource_scrape_error"))
     out.append("resource_scrape_error 0\n")
     return "".join(out).encode()

@@ -10,16 +10,17 @@ process can carry thousands of nodes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from sim.loadmodel import MiB, WorkloadLoad, cap, noise_factors, pod_key
+from sim.kubelet.gofmt import go_float
+from sim.loadmodel import MiB, WorkloadLoad, cap, noise_matrix, pod_key
 
 INF = float("inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class ContainerRow:
     """One running container as the node's stats provider sees it."""
 
@@ -41,7 +42,6 @@ class ContainerRow:
     cpu: float = 0.0
     key: int = 0
     labels: str = ""
-    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -122,7 +122,9 @@ class NodeStats:
 
     def _build(self) -> dict[str, np.ndarray]:
         if self._arrays is not None:
-            return self._arrays
+            if all(w.version == v for w, v in zip(self._workloads, self._versions, strict=True)):
+                return self._arrays
+            self._invalidate()  # a workload switched load model: per-row parameters changed
         rows = self.rows
         wl_index: dict[int, int] = {}
         self._workloads = []
@@ -161,6 +163,18 @@ class NodeStats:
             "ready_until": col("ready_until"),
             "keys": np.array([r.key for r in rows], dtype=np.uint64),
         }
+        models = [r.workload.model if r.workload is not None else None for r in rows]
+        frac = self._arrays["frac"]
+        self._arrays["scale"] = np.where(wl < 0, self._arrays["fixed"], frac)
+        self._arrays["startup"] = np.array([m.startup_cores if m else r.fixed_rate for m, r in zip(models, rows, strict=True)]) * np.where(wl < 0, 1.0, frac)
+        self._arrays["seed"] = np.array([m.seed if m else 0 for m in models], dtype=np.int64)
+        self._arrays["sigma"] = np.array([m.noise if m else 0.0 for m in models])
+        self._arrays["period"] = np.array([m.noise_period if m else 15.0 for m in models])
+        self._arrays["any_noise"] = bool((self._arrays["sigma"] > 0).any())
+        self._arrays["mem_base"] = np.array([m.memory_base if m else 16 * MiB for m in models]) * np.where(wl < 0, 1.0, frac)
+        self._arrays["mem_per_core"] = np.array([m.memory_per_core if m else 0.0 for m in models])
+        self._versions = [w.version for w in self._workloads]
+        self._start_text = [go_float(r.start_time) for r in rows]
         return self._arrays
 
     # --- dynamics ----------------------------------------------------------------------------
@@ -171,24 +185,18 @@ class NodeStats:
         n = len(self.rows)
         if n == 0:
             return np.zeros((0, ts.size))
-        share = np.empty((n, ts.size))
-        startup = np.zeros(n)
-        wl = a["wl"]
-        fixed = wl < 0
-        share[fixed] = a["fixed"][fixed, None]
+        shares = np.empty((len(self._workloads) + 1, ts.size))
+        shares[-1] = 1.0  # rows without a workload: their fixed rate (×1)
         for j, w in enumerate(self._workloads):
-            sel = wl == j
-            model = w.model
-            s = w.share_at(ts)[None, :] * a["frac"][sel, None]
-            if model.noise > 0:
-                buckets = np.floor(ts / model.noise_period)
-                s = s * noise_factors(model.seed, a["keys"][sel], buckets, model.noise)
-            share[sel] = s
-            startup[sel] = model.startup_cores * a["frac"][sel]
+            shares[j] = w.share_at(ts)
+        wl = a["wl"]
+        share = shares[wl] * a["scale"][:, None]
+        if a["any_noise"]:
+            share *= noise_matrix(a["seed"], a["keys"], a["sigma"], a["period"], ts)
         t = ts[None, :]
         ready = (t >= a["ready_since"][:, None]) & (t < a["ready_until"][:, None])
         running = t >= a["start"][:, None]
-        rate = np.where(ready, share, startup[:, None])
+        rate = np.where(ready, share, a["startup"][:, None])
         rate = np.where(running, rate, 0.0)
         return cap(rate, a["limit"])
 
@@ -202,8 +210,15 @@ class NodeStats:
         for col in ("start", "ready_since", "ready_until"):
             v = a[col]
             parts.append(v[(v > t0) & (v < t1)])
+        periods: set[float] = set()
         for w in self._workloads:
-            parts.append(w.breakpoints(t0, t1))
+            bp = w.breakpoints(t0, t1)
+            if bp is not None:
+                parts.append(bp)
+            periods |= w.noise_periods(t0)
+        for period in periods:
+            if (t1 - t0) / period < 100000:
+                parts.append(np.arange(np.floor(t0 / period) + 1, np.ceil(t1 / period)) * period)
         grid = np.unique(np.concatenate(parts))
         mids = (grid[:-1] + grid[1:]) * 0.5
         return self.rates(mids) @ np.diff(grid)
@@ -229,15 +244,7 @@ class NodeStats:
             return np.zeros(0)
         if rates is None:
             rates = self.rates(np.array([t]))[:, 0]
-        base = np.empty(len(self.rows))
-        per_core = np.empty(len(self.rows))
-        wl = a["wl"]
-        base[wl < 0] = 16 * MiB
-        per_core[wl < 0] = 0.0
-        for j, w in enumerate(self._workloads):
-            sel = wl == j
-            base[sel] = w.model.memory_base * a["frac"][sel]
-            per_core[sel] = w.model.memory_per_core
+        base, per_core = a["mem_base"], a["mem_per_core"]
         ws = base + per_core * rates
         lim = a["mem_limit"]
         ws = np.where(lim > 0, np.minimum(ws, lim), ws)
