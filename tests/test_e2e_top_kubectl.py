@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 
 import pytest
+from test_metrics_api_support import KUBECTL_DIR, MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
 
+from autoscaler.k8s.quantity import milli_value
 from sim.cluster import run_in_thread
 from sim.scenario import parse_scenario
-from test_metrics_api_support import KUBECTL_DIR, MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
 
 SCENARIO = {
     "name": "e2e-top",
@@ -78,6 +79,10 @@ def _rows(out: str) -> list[list[str]]:
 def _milli(cpu: str) -> int:
     assert cpu.endswith("m"), cpu
     return int(cpu[:-1])
+
+
+def _milli_of(quantity: str) -> float:
+    return milli_value(quantity)
 
 
 def _pods_by_node(kc: Path) -> dict[str, list[tuple[str, str]]]:
@@ -159,7 +164,7 @@ def test_get_raw_and_tables_through_the_aggregator(env):
         assert item["metadata"]["labels"]["app"] == "batch"
         assert re.fullmatch(r"\d+(\.\d+)?s", item["window"]), item["window"]
         assert item["containers"][0]["usage"]["memory"] == "64Mi"
-        assert re.fullmatch(r"\d+n", item["containers"][0]["usage"]["cpu"])
+        assert close(_milli_of(item["containers"][0]["usage"]["cpu"]), 400)
     name = doc["items"][0]["metadata"]["name"]
     one = json.loads(kubectl(kc, "get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/jobs/pods/{name}").stdout)
     assert one["kind"] == "PodMetrics" and one["metadata"]["name"] == name

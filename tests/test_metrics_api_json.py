@@ -14,13 +14,23 @@ import aiohttp
 import kubernetes
 import orjson
 import pytest
+from test_metrics_api_support import proxy_headers, start_server, synthetic_store
 
 from autoscaler.api.objects import ObjectIndex
-from autoscaler.api.render import TimeStrings, cpu_string, item_list, memory_string, pod_item, pod_pieces
+from autoscaler.api.render import (
+    TimeStrings,
+    cpu_string,
+    item_list,
+    list_json,
+    memory_string,
+    node_item,
+    node_pieces,
+    pod_item,
+    pod_pieces,
+)
 from autoscaler.k8s.quantity import format_cpu_nanocores, format_memory_bytes
 from autoscaler.k8s.timefmt import parse_time
 from autoscaler.storage.types import ContainerUsage, NodeUsage, PodUsage
-from test_metrics_api_support import proxy_headers, start_server, synthetic_store
 
 REF = json.loads((Path(__file__).parent / "data" / "metrics_api" / "reference.json").read_text())
 NOW = parse_time("2026-07-20T10:15:21Z")
@@ -140,8 +150,9 @@ async def test_label_selectors_full_syntax_and_field_selectors(api):
     assert await names("fieldSelector=metadata.namespace!%3Ddefault") == ["job-x", "coredns-558bd4d5db-4dpjz"]
 
     code, _, body = await api(f"{API}/nodes?labelSelector=role%3Dgpu")
-    assert [i["metadata"]["name"] for i in orjson.loads(body)["items"]] == ["worker-2"]
+    assert code == 200 and [i["metadata"]["name"] for i in orjson.loads(body)["items"]] == ["worker-2"]
     code, _, body = await api(f"{API}/nodes?fieldSelector=metadata.name%3Dworker-1")
+    assert code == 200
     assert [i["metadata"]["name"] for i in orjson.loads(body)["items"]] == ["worker-1"]
 
 
@@ -228,7 +239,7 @@ async def test_table_output_for_kubectl_get(api):
 
 
 async def test_openapi_documents_with_etag(api):
-    code, ctype, body = await api("/openapi/v2")
+    code, _ctype, body = await api("/openapi/v2")
     doc = orjson.loads(body)
     assert (code, doc["swagger"], doc["info"]["title"]) == (200, "2.0", "Kubernetes metrics-server")
     assert "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics" in doc["definitions"]
@@ -304,6 +315,19 @@ def test_fast_list_encoding_is_identical_to_the_object_form():
     slow = orjson.dumps(item_list("PodMetricsList", [pod_item(u, e.labels, created, ts)
                                                      for (_, _, e), u in zip(listing, usages, strict=True) if u]))
     assert len(fast) == 63
-    from autoscaler.api.render import list_json
-
     assert list_json("PodMetricsList", fast) == slow
+
+    storage, index = reference_cluster()  # multi-container pods and pods without data
+    listing = index.list_pods()
+    usages = storage.pod_metrics([(ns, n) for ns, n, _ in listing])
+    fast = pod_pieces([e for _, _, e in listing], usages, created, ts)
+    slow = orjson.dumps(item_list("PodMetricsList", [pod_item(u, e.labels, created, ts)
+                                                     for (_, _, e), u in zip(listing, usages, strict=True) if u]))
+    assert len(fast) == 4 and list_json("PodMetricsList", fast) == slow
+
+    nodes = index.list_nodes()
+    usages = storage.node_metrics([n for n, _ in nodes])
+    fast = node_pieces([e for _, e in nodes], usages, created, ts)
+    slow = orjson.dumps(item_list("NodeMetricsList", [node_item(u, e.labels, created, ts)
+                                                      for (_, e), u in zip(nodes, usages, strict=True) if u]))
+    assert len(fast) == 2 and list_json("NodeMetricsList", fast) == slow

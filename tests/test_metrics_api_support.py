@@ -210,11 +210,18 @@ class MetricsServerThread:
         return self.exit_code
 
 
+def metrics_only_flags() -> list[str]:
+    """Switch off the HPA controller component (when installed): these tests are about the metrics API."""
+    import importlib.util
+
+    return ["--controller-mode=off"] if importlib.util.find_spec("autoscaler.controller.component") else []
+
+
 def run_args(cluster: Any, tmp: Path, *extra: str) -> list[str]:
     """Flags for `autoscaler run` against an emulated cluster (metrics-server's SA token)."""
     return ["--kubeconfig", str(cluster.metrics_kubeconfig), "--secure-port", "0", "--bind-address", "127.0.0.1",
             "--cert-dir", str(tmp / "serving"), "--metric-resolution", "10s", "--kubelet-request-timeout", "5s",
-            "--kubelet-use-node-status-port", "--log-format", "json", *extra]
+            "--kubelet-use-node-status-port", "--log-format", "json", *metrics_only_flags(), *extra]
 
 
 def register_apiservice(cluster: Any, port: int) -> None:

@@ -167,14 +167,21 @@ def pod_pieces(entries: Sequence[Any], usages: Sequence[PodUsage | None], create
     """Encoded PodMetrics items for ``entries`` (ObjectIndex entries) with data in ``usages``."""
     time_s, dur_s, names = ts.time, ts.duration, _NAMES
     cpu_s, mem_s = cpu_string, memory_string
-    out = []
+    out: list[str] = []
+    append = out.append
     for e, u in zip(entries, usages, strict=True):
         if u is None:
             continue
-        containers = ",".join(
-            f'{{"name":{names[c.name]},"usage":{{"cpu":"{cpu_s(c.cpu_nanocores)}","memory":"{mem_s(c.memory_bytes)}"}}}}'
-            for c in u.containers
-        )
-        out.append(f'{e.head}{created}{e.tail}{time_s(u.timestamp)}","window":"{dur_s(u.window)}",'
-                   f'"containers":[{containers}]}}')
+        cs = u.containers
+        if len(cs) == 1:  # the common case, without a generator and a join
+            c = cs[0]
+            containers = (f'{{"name":{names[c.name]},"usage":{{"cpu":"{cpu_s(c.cpu_nanocores)}",'
+                          f'"memory":"{mem_s(c.memory_bytes)}"}}}}')
+        else:
+            containers = ",".join([
+                f'{{"name":{names[c.name]},"usage":{{"cpu":"{cpu_s(c.cpu_nanocores)}","memory":"{mem_s(c.memory_bytes)}"}}}}'
+                for c in cs
+            ])
+        append(f'{e.head}{created}{e.tail}{time_s(u.timestamp)}","window":"{dur_s(u.window)}",'
+               f'"containers":[{containers}]}}')
     return out

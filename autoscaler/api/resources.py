@@ -111,9 +111,6 @@ class Listing:
         with _gc_paused():
             return list_json(self.list_kind, pieces(self.entries, self.usages, self.created, self.ts))
 
-    def __len__(self) -> int:
-        return sum(u is not None for u in self.usages)
-
 
 class MetricsResources:
     """get/list for ``nodes`` and ``pods`` in metrics.k8s.io/v1beta1."""

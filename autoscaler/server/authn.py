@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 import structlog
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from autoscaler.k8s.status import ApiError, unauthorized
@@ -84,7 +85,7 @@ def verify_client_cert(leaf: x509.Certificate, cas: list[x509.Certificate], now:
             continue
         try:
             leaf.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, Exception):  # InvalidSignature and friends
+        except (InvalidSignature, ValueError, TypeError):  # wrong issuer name, signature or key type
             continue
         return
     raise CertVerifyError("x509: certificate signed by unknown authority")

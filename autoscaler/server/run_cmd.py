@@ -40,7 +40,7 @@ def _seconds(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from autoscaler.scraper.collector import add_arguments as add_scrape_arguments
+    from autoscaler.scraper.options import add_arguments as add_scrape_arguments
 
     g = parser.add_argument_group("serving")
     g.add_argument("--secure-port", type=int, default=443,
@@ -153,6 +153,7 @@ class Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     shutting_down: bool = False
     auth_informer: Any = None
+    auth_config: Any = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -255,6 +256,7 @@ async def build(args: argparse.Namespace) -> Runtime:
     collector = Collector(options, storage, kube, node_informer=node_informer)
 
     rt = Runtime(args, kube, storage, objects, node_informer, pod_informer, collector)
+    rt.auth_config = auth
 
     def informers_synced() -> str | None:
         missing = [i.name for i in (node_informer, pod_informer) if not i.synced]
@@ -344,6 +346,9 @@ async def serve(rt: Runtime) -> int:
     await asyncio.wait({sync, stopper}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if not stop.is_set():
+        if auth_informer is not None and auth_informer.synced and not rt.auth_config.configmap_seen:
+            log.warning("kube-system/extension-apiserver-authentication not found: front-proxy (request-header) and "
+                        "client-certificate authentication are off until it appears")
         log.info("informers synced; starting the secure server")
         try:
             await rt.server.start()
