@@ -10,6 +10,12 @@ Examples:
   autoscaler sim up -f examples/scenarios/web-diurnal.yaml
   autoscaler sim up --nodes 50 --pods-per-node 30 --speed 10 --state-dir /tmp/sim
   autoscaler sim up --kubelet-faults worker-2=http500,worker-3=slow:3
+  autoscaler sim up -f examples/scenarios/web-diurnal.yaml --with-autoscaler
+
+With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA controller) starts as a
+separate process against the emulated cluster, registered as the APIService
+v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
+and `autoscaler recommend` work at once. Its log goes to STATE_DIR/autoscaler/autoscaler.log.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="virtual time runs FACTOR times faster than real time (default 1)")
     parser.add_argument("--kubelet-faults", default="", metavar="NODE=FAULT[,...]",
                         help="inject kubelet faults: slow[:SECONDS], http500, garbage, truncated, stopped, wrong_ca")
+    parser.add_argument("--with-autoscaler", action="store_true",
+                        help="also run `autoscaler run` against the cluster, registered as metrics.k8s.io")
+    parser.add_argument("--controller-mode", choices=["active", "dry-run", "off"], default="active",
+                        help="with --with-autoscaler: the HPA controller's mode (default active: the emulated "
+                             "cluster has no built-in HPA controller)")
 
 
 def _parse_faults(text: str) -> dict[str, str]:
@@ -82,6 +93,8 @@ def main(args: argparse.Namespace) -> int:
         scenario.faults.update(faults)
         if args.speed <= 0:
             return fail(f"--speed must be positive, got {args.speed}")
+        if args.with_autoscaler and args.speed != 1:
+            return fail("--with-autoscaler runs the autoscaler on the wall clock: use it with --speed 1")
     except (ScenarioError, ValueError) as exc:
         return fail(str(exc))
 
@@ -113,8 +126,32 @@ def main(args: argparse.Namespace) -> int:
         print(f"  export KUBECONFIG={kubeconfig}")
         print("  kubectl get nodes,pods,deploy,hpa -A")
         print(f"Metrics pipeline credentials (ServiceAccount kube-system/metrics-server): {cluster.metrics_kubeconfig}")
+        proc = None
+        if args.with_autoscaler:
+            from sim.autoscaler_proc import start_autoscaler
+
+            proc, port = start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=args.controller_mode)
+            print(f"Autoscaler:  `autoscaler run --controller-mode={args.controller_mode}` on https://127.0.0.1:{port}"
+                  f" (pid {proc.pid}), registered as APIService v1beta1.metrics.k8s.io")
+            print(f"             log: {state_dir / 'autoscaler' / 'autoscaler.log'}")
+            print("Metrics appear after two scrapes (about 30 s):")
+            print("  kubectl top nodes; kubectl top pods -A --containers; kubectl get hpa -w")
+            print(f"  autoscaler recommend --kubeconfig {kubeconfig}")
         print("Press Ctrl-C to stop.", flush=True)
-        await stop.wait()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                if proc is not None and proc.poll() is not None:
+                    print(f"error: the autoscaler exited with code {proc.returncode}; see its log", file=sys.stderr)
+                    await cluster.stop()
+                    return 1
+        if proc is not None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 15)
+            except Exception:
+                proc.kill()
         print("Stopping the emulated cluster ...", flush=True)
         await cluster.stop()
         return 0

@@ -39,7 +39,14 @@ def test_base_renders_with_metrics_server_objects():
         ("ClusterRole", "system:metrics-server"), ("ClusterRoleBinding", "system:metrics-server"),
         ("RoleBinding", "metrics-server-auth-reader"), ("ClusterRoleBinding", "metrics-server:system:auth-delegator"),
         ("Service", "metrics-server"), ("Deployment", "metrics-server"), ("APIService", "v1beta1.metrics.k8s.io"),
+        # The HPA controller component (default --controller-mode=dry-run) and its leader election.
+        ("ClusterRole", "autoscaler:hpa-controller"), ("ClusterRoleBinding", "autoscaler:hpa-controller"),
+        ("Role", "autoscaler:hpa-controller-leader-election"),
+        ("RoleBinding", "autoscaler:hpa-controller-leader-election"),
     }
+    ctl = objs[("ClusterRole", "autoscaler:hpa-controller")]["rules"]
+    assert {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers/status"], "verbs": ["update"]} in ctl
+    assert {"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get", "update"]} in ctl
     reader = objs[("ClusterRole", "system:aggregated-metrics-reader")]
     for role in ("admin", "edit", "view"):
         assert reader["metadata"]["labels"][f"rbac.authorization.k8s.io/aggregate-to-{role}"] == "true"
@@ -104,7 +111,7 @@ def test_high_availability_overlay():
     assert pdb["metadata"]["namespace"] == "kube-system"
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {"k8s-app": "metrics-server"}}}
     # Everything else is the base, unchanged.
-    assert len(objs) == 10
+    assert len(objs) == len(by_kind(kustomize(BASE)[1])) + 1
 
 
 @pytest.mark.parametrize("binary", ["kubectl.1.27", "kubectl.1.33"])
