@@ -1,0 +1,131 @@
+"""Record a load trace from a cluster (real or emulated) for `autoscaler sim replay`.
+
+`autoscaler record -f TRACE` runs its own metrics collector (the same scraper and window store as
+`autoscaler run`, with metrics-server's kubelet flags) and watches Pods, Deployments,
+StatefulSets and HorizontalPodAutoscalers; it records per-container CPU and memory samples, pod
+lifecycle, requests and limits, replica counts and HPA specs, and writes the trace when
+--duration has passed or on Ctrl-C. The output format follows the file name: native
+(.json / .json.gz, docs/trace-format.md) or long CSV (.csv / .csv.gz).
+
+`autoscaler record --convert IN -f OUT` converts between the two formats instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = __doc__ or ""
+
+
+def _duration(text: str) -> float:
+    from autoscaler.k8s.timefmt import parse_duration
+
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 1h0m0s or seconds)") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from autoscaler.scraper.options import add_arguments as add_scrape_flags
+
+    p.add_argument("-f", "--filename", required=True, metavar="TRACE", help="trace file to write (.json[.gz] or .csv[.gz])")
+    p.add_argument("--convert", metavar="IN", help="convert the trace IN to --filename instead of recording")
+    p.add_argument("--skip-invalid", action="store_true", help="with --convert: skip and count invalid CSV rows")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("-n", "--namespace", help="record only this namespace (default: all)")
+    p.add_argument("--duration", type=_duration, default=3600.0, help="how long to record (default 1h0m0s)")
+    add_scrape_flags(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    from sim.replay.trace import TraceError, read_trace, write_trace
+
+    if args.convert:
+        try:
+            trace, skipped = read_trace(args.convert, skip_invalid=args.skip_invalid)
+            write_trace(trace, args.filename)
+        except (TraceError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if skipped:
+            print(f"warning: skipped {skipped} invalid CSV row(s)", file=sys.stderr)
+        return 0
+    import asyncio
+
+    from autoscaler.k8s.kubeconfig import KubeConfigError, load_kubeconfig
+    from autoscaler.scraper.options import options_from_args
+
+    try:
+        options = options_from_args(args)
+        kube = load_kubeconfig(args.kubeconfig, args.context)
+    except (ValueError, KubeConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    trace = asyncio.run(record(kube, options, args.duration, args.namespace))
+    write_trace(trace, args.filename)
+    print(f"wrote {args.filename}: {sum(len(w.pods) for w in trace.workloads)} pods in "
+          f"{len(trace.workloads)} workloads", file=sys.stderr)
+    return 0
+
+
+async def record(kube, options, duration: float, namespace: str | None = None, *,  # type: ignore[no-untyped-def]
+                 clock=None, stop=None):  # type: ignore[no-untyped-def]
+    """Collect for ``duration`` seconds of ``clock`` (Unix seconds; default wall time) and return the trace.
+
+    ``stop`` (an asyncio.Event) ends the recording early.
+    """
+    import asyncio
+    import contextlib
+    import time
+
+    from autoscaler.k8s.informer import Informer
+    from autoscaler.scraper.collector import Collector
+    from autoscaler.storage.window import WindowStore
+    from sim.replay.recorder import TraceRecorder
+
+    now = clock or time.time
+    stop = stop or asyncio.Event()
+    storage = WindowStore(options.metric_resolution, options.metric_history)
+    collector = Collector(options, storage, kube, clock=now)
+    prefix = f"/namespaces/{namespace}" if namespace else ""
+    informers = {
+        "pods": Informer(kube, f"/api/v1{prefix}/pods", name="pods"),
+        "deployments": Informer(kube, f"/apis/apps/v1{prefix}/deployments", name="deployments"),
+        "statefulsets": Informer(kube, f"/apis/apps/v1{prefix}/statefulsets", name="statefulsets"),
+        "hpas": Informer(kube, f"/apis/autoscaling/v2{prefix}/horizontalpodautoscalers", name="hpas"),
+    }
+    tasks = [asyncio.create_task(inf.run(stop)) for inf in informers.values()]
+    tasks.append(asyncio.create_task(collector.run(stop)))
+    rec = TraceRecorder(options.metric_resolution, namespace)
+    t_end = now() + duration
+    loop = asyncio.get_running_loop()
+
+    def observe() -> None:
+        t = now()
+        rec.observe_pods(informers["pods"].items(), t)
+        wls = [dict(o, kind="Deployment") for o in informers["deployments"].items()]
+        wls += [dict(o, kind="StatefulSet") for o in informers["statefulsets"].items()]
+        rec.observe_workloads(wls, informers["hpas"].items(), t)
+        rec.observe_usage(storage)
+
+    try:
+        for inf in informers.values():
+            await inf.wait_synced(30.0)
+        # Poll well inside the store's history so no sample is lost.
+        period = max(1.0, min(options.metric_resolution, options.metric_history / 4))
+        while not stop.is_set() and now() < t_end:
+            observe()
+            wall = max(0.05, min(period, t_end - now()) / getattr(clock, "speed", 1.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wall)
+        observe()
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        del loop
+    return rec.trace(source="autoscaler record")

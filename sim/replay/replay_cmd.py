@@ -1,0 +1,225 @@
+"""Replay a recorded load trace against HPA configurations and rank them.
+
+`autoscaler sim replay TRACE` replays the trace's workload under an HPA — the one recorded in the
+trace, or the autoscaling/v2 manifest given with --hpa — on a virtual clock, calling the same
+decision core as the live controller at every sync. Each --set FIELD=V1,V2,... sweeps a dotted
+path into the manifest (e.g. spec.metrics[0].resource.target.averageUtilization=50,60,70,
+spec.behavior.scaleDown.stabilizationWindowSeconds=0,300) or a controller option
+(controller.tolerance, controller.syncPeriod, ...); several --set flags form their product.
+Configurations run in parallel and are ranked by --objective. The table shows the recorded run
+(what actually happened), the HPA as given and the best configurations; --report DIR writes PNG
+plots, a self-contained HTML report, results.json/.csv and timeline.csv.
+
+Traces are the native format (*.json, *.json.gz; docs/trace-format.md) or long CSV (*.csv, *.csv.gz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = __doc__ or ""
+
+OUTPUTS = ("table", "json", "csv")
+
+
+def _duration(text: str) -> float:
+    from autoscaler.k8s.timefmt import parse_duration
+
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 15s, 5m0s or seconds)") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from sim.replay.sweep import OBJECTIVES
+
+    p.add_argument("trace", metavar="TRACE", help="trace file: native (.json[.gz]) or long CSV (.csv[.gz])")
+    p.add_argument("--hpa", metavar="FILE", help="autoscaling/v2 HorizontalPodAutoscaler manifest (YAML or JSON); "
+                   "default: the HPA recorded in the trace")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=V1,V2,...",
+                   help="sweep a dotted manifest path or controller.* option over values (repeatable)")
+    p.add_argument("-o", "--output", choices=OUTPUTS, default="table", help="output format (default table)")
+    p.add_argument("--report", metavar="DIR", help="write plots, report.html, results.json/.csv, timeline.csv here")
+    p.add_argument("--objective", choices=OBJECTIVES, default="balanced", metavar="NAME",
+                   help="rank by: balanced (core-hours + penalty x unmet core-hours), cost, slo, unmet, flapping, "
+                        "responsiveness or any score name (default balanced)")
+    p.add_argument("--unmet-penalty", type=float, default=10.0,
+                   help="weight of an unmet core-hour against a provisioned one in 'balanced' (default 10)")
+    p.add_argument("--workload", metavar="NS/NAME", help="the workload to replay when the trace holds several")
+    p.add_argument("--skip-invalid", action="store_true", help="skip (and count) invalid CSV rows instead of failing")
+    p.add_argument("--top", type=int, default=5, help="best configurations shown in the table (default 5)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-pod dispersion (default 0)")
+    p.add_argument("--dispersion", choices=("even", "recorded"), default="even",
+                   help="spread demand evenly over ready pods, or with the recorded per-pod dispersion")
+    p.add_argument("--ready-delay", type=_duration, default=None,
+                   help="started to Ready for new pods (default: median observed in the trace, else 30s)")
+    p.add_argument("--pending-delay", type=_duration, default=None,
+                   help="created to started for new pods (default: median observed in the trace, else 0s)")
+    p.add_argument("--startup-cores", type=float, default=None,
+                   help="CPU of a started pod until Ready (default: observed in the trace, else 0)")
+    p.add_argument("--throttle-threshold", type=float, default=0.95,
+                   help="a container at >= this fraction of its CPU limit counts as throttled (default 0.95)")
+    p.add_argument("--no-throttle-estimate", action="store_true",
+                   help="take demand as recorded even where pods were throttled")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("kube-controller-manager options (base values; sweep them with --set controller.*)")
+    g.add_argument("--horizontal-pod-autoscaler-sync-period", dest="sync_period", type=_duration, default=15.0,
+                   metavar="DURATION", help="default 15s")
+    g.add_argument("--horizontal-pod-autoscaler-tolerance", dest="tolerance", type=float, default=0.1,
+                   metavar="FLOAT", help="default 0.1")
+    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", dest="downscale", type=_duration,
+                   default=300.0, metavar="DURATION", help="default 5m0s")
+    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", dest="cpu_init", type=_duration,
+                   default=300.0, metavar="DURATION", help="default 5m0s")
+    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", dest="readiness_delay", type=_duration,
+                   default=30.0, metavar="DURATION", help="default 30s")
+
+
+def load_hpa_file(path: str) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler in a YAML/JSON file (the only one, or the only HPA of several documents)."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")) if d is not None]
+    except OSError as e:
+        raise ValueError(f"--hpa {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"--hpa {path}: not valid YAML: {e}") from None
+    hpas = [d for d in docs if isinstance(d, dict) and d.get("kind") == "HorizontalPodAutoscaler"]
+    if len(hpas) != 1:
+        raise ValueError(f"--hpa {path}: want exactly one HorizontalPodAutoscaler, found {len(hpas)}")
+    hpa = hpas[0]
+    api = str(hpa.get("apiVersion", ""))
+    if api == "autoscaling/v1":
+        from autoscaler.hpa import hpa_v1_to_v2
+
+        hpa = hpa_v1_to_v2(hpa)
+    elif api != "autoscaling/v2":
+        raise ValueError(f"--hpa {path}: apiVersion {api!r} is not supported (want autoscaling/v2 or autoscaling/v1)")
+    return hpa
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ValueError as e:  # TraceError, SweepError and bad input all derive from ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+
+    from autoscaler.hpa import ControllerConfig, validate_hpa
+    from sim.replay import report as rep
+    from sim.replay.engine import recorded_timeline
+    from sim.replay.load import build_load
+    from sim.replay.sweep import Config, expand, hpa_target, parse_set, rank, run_configs, score_run
+    from sim.replay.trace import read_trace
+
+    sets = [parse_set(s) for s in args.sets]
+    trace, skipped = read_trace(args.trace, skip_invalid=args.skip_invalid)
+    if skipped:
+        print(f"warning: skipped {skipped} invalid CSV row(s) in {args.trace}", file=sys.stderr)
+    ns = name = None
+    if args.workload:
+        if "/" not in args.workload:
+            raise ValueError(f"--workload {args.workload!r}: want NAMESPACE/NAME")
+        ns, name = args.workload.split("/", 1)
+    hpa: dict[str, Any] | None = None
+    if args.hpa:
+        hpa = load_hpa_file(args.hpa)
+        if not args.workload:
+            ns = str((hpa.get("metadata") or {}).get("namespace") or "default")
+            name = str(((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name") or "") or None
+    workload = trace.workload(ns, name)
+    if hpa is None:
+        if not workload.hpas:
+            raise ValueError(f"the trace records no HPA for {workload.key}: pass --hpa FILE")
+        hpa = workload.hpas[0].manifest
+    cfg = ControllerConfig(tolerance=args.tolerance, cpu_initialization_period=args.cpu_init,
+                           initial_readiness_delay=args.readiness_delay, downscale_stabilization=args.downscale)
+    problems = validate_hpa(hpa)
+    if problems:
+        raise ValueError("the HPA is invalid: " + "; ".join(f"{p}: {m}" for p, m in problems))
+    if args.sync_period <= 0:
+        raise ValueError("--horizontal-pod-autoscaler-sync-period must be positive")
+
+    load = build_load(trace, workload, throttle_threshold=args.throttle_threshold,
+                      estimate_throttled=not args.no_throttle_estimate, ready_delay=args.ready_delay,
+                      pending_delay=args.pending_delay, startup_cores=args.startup_cores)
+    if load.cpu_request is None and hpa_target(hpa) is not None:
+        raise ValueError(f"the trace records no CPU request for the pods of {workload.key}, so a CPU utilization "
+                         "target cannot be evaluated (add cpu_request_cores to the CSV)")
+    base = Config(-1, {}, hpa, cfg, args.sync_period)
+    configs = expand(hpa, cfg, args.sync_period, sets) if sets else []
+    runnable = [base] + [c for c in configs if c.error is None]
+
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=True, console=None)
+    if progress is not None:
+        with progress:
+            task = progress.add_task("replaying", total=len(runnable))
+            run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs,
+                        on_done=lambda: progress.advance(task))
+    else:
+        run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs)
+    if base.error:
+        raise ValueError(f"replay of the HPA as given failed: {base.error}")
+    ranked = rank(configs, args.objective, args.unmet_penalty)
+    rank([base], args.objective, args.unmet_penalty)
+    rec_tl = recorded_timeline(load)
+    rec_scores = score_run(load, rec_tl, hpa)
+    from sim.replay.report import entry
+    from sim.replay.sweep import objective_value
+
+    recorded = entry("recorded", "recorded", {}, rec_scores,
+                     objective=objective_value(rec_scores, args.objective, args.unmet_penalty))
+    items = rep.results(recorded, base, ranked, [c for c in configs if c.error])
+
+    if args.output == "json":
+        print(rep.to_json(items))
+    elif args.output == "csv":
+        sys.stdout.write(rep.to_csv(items))
+    else:
+        rep.render_table(items, args.top, args.objective)
+        for a in load.assumptions:
+            print(f"  note: {a}")
+
+    if args.report:
+        from sim.replay.plots import plot_all
+
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        best = ranked[0] if ranked else base
+        runs = {"recorded": ("recorded", rec_tl), "as given": ("as given", base.timeline)}
+        if ranked:
+            runs["best"] = (best.label, best.timeline)
+        images = plot_all(load, runs, hpa_target(best.hpa), out)  # type: ignore[arg-type]
+        (out / "results.json").write_text(rep.to_json(items), encoding="utf-8")
+        (out / "results.csv").write_text(rep.to_csv(items), encoding="utf-8")
+        (out / "timeline.csv").write_text(rep.timeline_csv(load, runs), encoding="utf-8")  # type: ignore[arg-type]
+        span = load.times[-1] - load.times[0]
+        summary = {
+            "trace": args.trace, "workload": f"{workload.namespace}/{workload.name}",
+            "span": rep.human_seconds(float(span)), "resolution": f"{load.resolution:g}s",
+            "steps": load.steps, "configurations": len(configs) or 1, "objective": args.objective,
+            "sync period": f"{args.sync_period:g}s", "CPU request per pod": load.cpu_request,
+            "HPA as given": json.dumps((hpa.get("spec") or {}), separators=(",", ":")),
+        }
+        if ranked:
+            summary["best"] = best.label
+        html_path = rep.write_html(out, title=f"HPA replay: {workload.namespace}/{workload.name}", summary=summary,
+                                   assumptions=load.assumptions, items=items, top=args.top, objective=args.objective,
+                                   images=images)
+        print(f"report: {html_path}", file=sys.stderr)
+    return 0
