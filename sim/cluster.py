@@ -10,12 +10,9 @@ subprocesses (``kubectl``) can use it from tests.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import logging
 import random
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +25,7 @@ from sim.kubelet.pods import PodLifecycle, PodTiming
 from sim.kubelet.server import EmulatedKubelet, KubeletAuth, KubeletFleet, compact_tls_buffers
 from sim.kubelet.stats import NodeStats
 from sim.loadmodel import Constant, LoadModel, WorkloadLoad
+from sim.loopthread import LoopThread
 from sim.nodes import NodeHeartbeats, lease_object, node_object
 from sim.scenario import Scenario
 from sim.scheduler import Scheduler
@@ -255,13 +253,12 @@ class EmulatedCluster:
         self.store.mutate(kind, namespace, name, lambda o: o["spec"].__setitem__("replicas", replicas))
 
 
-class ClusterThread:
+class ClusterThread(LoopThread):
     """An :class:`EmulatedCluster` on its own event-loop thread (for tests and tools)."""
 
     def __init__(self, scenario: Scenario, state_dir: Path, **kw: Any) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__("sim-cluster")
         self.cluster = EmulatedCluster(scenario, state_dir, **kw)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="sim-cluster", daemon=True)
 
     @property
     def kubeconfig(self) -> Path:
@@ -280,30 +277,13 @@ class ClusterThread:
         return self.cluster.clock
 
     def start(self) -> ClusterThread:
-        self._thread.start()
+        self.start_loop()
         try:
             self.run(self.cluster.start(), timeout=300)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def run(self, coro: Any, timeout: float = 60) -> Any:
-        """Run a coroutine on the cluster's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T], timeout: float = 60) -> T:
-        """Run a plain function on the cluster's loop (the store is single-threaded)."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def runner() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(runner)
-        return fut.result(timeout)
 
     def advance(self, seconds: float) -> None:
         """Move a ManualClock forward, letting the cluster react (no-op guard for real clocks)."""
@@ -321,8 +301,7 @@ class ClusterThread:
                 self.run(self.cluster.stop(), timeout=60)
             except Exception:
                 log.exception("stopping the emulated cluster failed")
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
+            self.stop_loop()
 
     def __enter__(self) -> ClusterThread:
         return self.start()

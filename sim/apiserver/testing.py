@@ -10,35 +10,29 @@ client can then talk to it while the caller's thread stays free::
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from sim.loopthread import LoopThread
 from sim.pki import ClusterPKI
 
 from .server import APIServer
 from .store import ObjectStore
 
-T = TypeVar("T")
 
-
-class ServerThread:
+class ServerThread(LoopThread):
     """An :class:`APIServer` with a fresh store and PKI under ``directory``, on its own loop thread."""
 
     def __init__(self, directory: Path, **server_kwargs: Any):
         self.directory = Path(directory)
         self.server_kwargs = server_kwargs
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="apiserver-loop", daemon=True)
+        super().__init__("apiserver-loop")
         self.store: ObjectStore
         self.server: APIServer
         self.kubeconfig: Path
 
     def start(self) -> ServerThread:
-        self._thread.start()
+        self.start_loop()
         pki = ClusterPKI.create(self.directory / "pki")
 
         async def boot() -> APIServer:
@@ -51,28 +45,11 @@ class ServerThread:
         self.kubeconfig = self.server.write_kubeconfig(self.directory / "kubeconfig")
         return self
 
-    def run(self, coro: Any, timeout: float = 60) -> Any:
-        """Run a coroutine on the server's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T], timeout: float = 60) -> T:
-        """Run a plain function on the server's loop (the store is single-threaded)."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def runner() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-        self.loop.call_soon_threadsafe(runner)
-        return fut.result(timeout)
-
     def stop(self) -> None:
         try:
             self.run(self.server.stop(), timeout=30)
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
+            self.stop_loop()
 
     def __enter__(self) -> ServerThread:
         return self.start()
