@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -33,7 +33,6 @@ from sim.workloads import EventRecorder, WorkloadControllers
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 #: demand of workloads the scenario does not describe (e.g. created with kubectl)
 DEFAULT_LOAD = Constant(cores=0.1)
