@@ -102,3 +102,24 @@ async def test_usage_matches_the_load_model_and_one_broken_kubelet_is_isolated(c
         await collector.client.close()
         stop.set()
         await asyncio.wait_for(inf_task, 10)
+
+
+async def test_run_watches_nodes_itself_and_scrapes_on_its_ticker(cluster):
+    kube = load_kubeconfig(str(cluster.metrics_kubeconfig))
+    opts = ScrapeOptions(kubelet_use_node_status_port=True, node_selector="kubernetes.io/hostname!=worker-2")
+    store = WindowStore(opts.metric_resolution, opts.metric_history)
+    collector = Collector(opts, store, kube, clock=cluster.clock.now)
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        while collector.last_cycle is None:
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+        first = collector.last_cycle
+        assert (first.nodes, first.succeeded) == (2, 2), first.errors
+        assert sorted(store.all_node_names()) == ["worker-0", "worker-1"]
+        assert collector.timely()
+        assert sorted(collector.node_informer.keys()) == ["worker-0", "worker-1"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -79,7 +79,7 @@ class FakeKubelet:
         if self.fault == "http500":
             return web.Response(status=500, text="boom")
         if self.fault == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(2.5)  # longer than the 1 s request timeout used with it
         if self.fault == "garbage":
             return web.Response(body=b"\x00\x01 this is not a kubelet {{{", content_type="text/plain")
         if self.fault == "huge":
@@ -120,7 +120,8 @@ def pki(tmp_path_factory):
     other_ca = generate_ca("someone-else")
     rogue = issue_cert(other_ca, "kubelet", ip_addresses=["127.0.0.1"], server=True)
     files = {}
-    for name, pair in (("serving", serving), ("client", client), ("rogue", rogue)):
+    dnsonly = issue_cert(ca, "kubelet", dns_names=["localhost"], server=True)
+    for name, pair in (("serving", serving), ("client", client), ("rogue", rogue), ("dnsonly", dnsonly)):
         pair.write(d / f"{name}.crt", d / f"{name}.key")
         files[name] = (str(d / f"{name}.crt"), str(d / f"{name}.key"))
     (d / "ca.crt").write_bytes(ca.cert_pem)
@@ -147,9 +148,21 @@ async def fleet(pki):
         await k.stop()
 
 
+_CREATED: list[Collector] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_collectors():
+    yield
+    while _CREATED:
+        await _CREATED.pop().client.close()
+
+
 def make(opts: ScrapeOptions, nodes, kube: KubeConfig | None, store: WindowStore | None = None):
     store = store or WindowStore(opts.metric_resolution, opts.metric_history)
-    return Collector(opts, store, kube, nodes=lambda: nodes), store
+    col = Collector(opts, store, kube, nodes=lambda: nodes)
+    _CREATED.append(col)
+    return col, store
 
 
 def kube_for(pki, token: str | None = "t0k3n", token_file: str | None = None) -> KubeConfig:
@@ -237,17 +250,16 @@ async def test_kubelet_certificate_is_verified_against_the_cluster_ca(pki):
         await rogue.stop()
 
 
-async def test_hostname_must_match_the_certificate(pki):
+async def test_address_must_match_the_certificate_sans(pki):
     k = FakeKubelet("n")
-    await k.start(server_ctx(pki["serving"]))
+    await k.start(server_ctx(pki["dnsonly"]))  # SAN localhost only, no IP SAN: the classic kubelet cert
     try:
-        node = k.node()
-        node["status"]["addresses"] = [{"type": "Hostname", "address": "127.0.0.2.nip.invalid"}]
-        col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [node], kube_for(pki))
-        stats = await col.scrape_cycle()
-        assert stats.failed == 1
-        node["status"]["addresses"] = [{"type": "Hostname", "address": "localhost"}]
-        assert (await col.scrape_cycle()).succeeded == 1
+        col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [k.node()], kube_for(pki))
+        stats = await col.scrape_cycle()  # InternalIP 127.0.0.1 preferred
+        assert stats.failed == 1 and "127.0.0.1" in stats.errors["n"] and k.paths == []
+        by_name, _ = make(ScrapeOptions(kubelet_use_node_status_port=True, kubelet_preferred_address_types=["Hostname"]),
+                          [k.node()], kube_for(pki))
+        assert (await by_name.scrape_cycle()).succeeded == 1
     finally:
         await k.stop()
 

@@ -17,11 +17,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from asyncio_throttle import Throttler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from yarl import URL
 
 from autoscaler.k8s.kubeconfig import KubeConfig
 from autoscaler.k8s.selectors import parse_label_selector
@@ -107,7 +109,13 @@ class Collector:
                                  "The total time spent collecting and storing metrics in seconds", buckets=buckets,
                                  registry=self.registry)
         self.registry.register(_StorageCollector(storage))
+        self._m_success = self._m_requests.labels(success="true")
+        self._m_failure = self._m_requests.labels(success="false")
+        self._decode = decode_summary if options.kubelet_source == "summary" else decode_resource
         self._known_nodes: set[str] = set()
+        # per node: (node object it was computed from, URL, its metric children); rebuilt when the
+        # informer hands us a new object, so the hot path does no URL parsing or label lookups.
+        self._targets: dict[str, tuple[dict, URL, Any, Any]] = {}
 
     # -- node list ---------------------------------------------------------------------------------
     def _node_objects(self) -> list[dict]:
@@ -124,6 +132,7 @@ class Collector:
     def _forget(self, name: str) -> None:
         self.storage.forget_node(name)
         self._known_nodes.discard(name)
+        self._targets.pop(name, None)
         for metric in (self._m_duration, self._m_last):
             with contextlib.suppress(KeyError):
                 metric.remove(name)
@@ -154,7 +163,7 @@ class Collector:
                     t.cancel()
                     name = (node.get("metadata") or {}).get("name", "")
                     stats.errors[name] = "scrape did not finish within the metric resolution"
-                    self._m_requests.labels(success="false").inc()
+                    self._m_failure.inc()
                     continue
                 name, batch, error = t.result()
                 if error is not None:
@@ -173,10 +182,20 @@ class Collector:
                   duration=round(stats.duration, 3))
         return stats
 
+    def _target(self, node: dict) -> tuple[dict, URL, Any, Any]:
+        name = (node.get("metadata") or {}).get("name") or ""
+        cached = self._targets.get(name)
+        if cached is None or cached[0] is not node:
+            target = node_target(node, self.options)  # raises TargetError
+            cached = (node, URL(target.url, encoded=True), self._m_duration.labels(node=name),
+                      self._m_last.labels(node=name))
+            self._targets[name] = cached
+        return cached
+
     async def _scrape_node(self, node: dict, headers: dict[str, str], delay: float) -> tuple[str, NodeBatch | None, str | None]:
         name = (node.get("metadata") or {}).get("name") or ""
         try:
-            target = node_target(node, self.options)
+            _, url, m_duration, m_last = self._target(node)
         except TargetError as exc:
             log.error("Failed to scrape node", node=name, err=str(exc))
             return name, None, str(exc)
@@ -188,24 +207,23 @@ class Collector:
             scrape_time = self.clock()
             t0 = time.perf_counter()
             try:
-                body = await self.client.fetch(target.url, headers)
-                decode = decode_summary if self.options.kubelet_source == "summary" else decode_resource
-                batch = decode(body, name, scrape_time)
+                body = await self.client.fetch(url, headers)
+                batch = self._decode(body, name, scrape_time)
             except (ScrapeError, DecodeError) as exc:
-                self._m_requests.labels(success="false").inc()
-                self._m_last.labels(node=name).set(scrape_time)
-                log.error("Failed to scrape node", node=name, url=target.url, err=str(exc))
+                self._m_failure.inc()
+                m_last.set(scrape_time)
+                log.error("Failed to scrape node", node=name, url=str(url), err=str(exc))
                 return name, None, str(exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let one node's surprise break the cycle
-                self._m_requests.labels(success="false").inc()
-                log.exception("Failed to scrape node", node=name, url=target.url)
+                self._m_failure.inc()
+                log.exception("Failed to scrape node", node=name, url=str(url))
                 return name, None, f"{type(exc).__name__}: {exc}"
             finally:
-                self._m_duration.labels(node=name).observe(time.perf_counter() - t0)
-        self._m_requests.labels(success="true").inc()
-        self._m_last.labels(node=name).set(scrape_time)
+                m_duration.observe(time.perf_counter() - t0)
+        self._m_success.inc()
+        m_last.set(scrape_time)
         return name, batch, None
 
     # -- the loop ----------------------------------------------------------------------------------

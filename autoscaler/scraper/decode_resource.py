@@ -67,13 +67,16 @@ def _parse_timestamps(tokens: list[str], what: str) -> np.ndarray:
     return np.array(tokens, dtype=np.int64)
 
 
-def _fast_family(text: str, name: str) -> _Family | None:
+def _fast_family(text: str, name: str, hint: int = 0) -> tuple[_Family | None, int]:
+    """The family's block, searched from ``hint`` first (kubelets sort families by name)."""
     key = "\n" + name + "{"
-    i = text.find(key)
+    i = text.find(key, hint)
+    if i < 0 and hint:
+        i = text.find(key)
     if i < 0:
         if ("\n" + name + " ") in text or ("\n" + name + "\t") in text:
             raise _Slow
-        return None
+        return None, hint
     j = text.find("\n#", i + 1)
     block = text[i + 1 : j if j >= 0 else len(text)].strip()
     if "\\" in block:
@@ -96,7 +99,7 @@ def _fast_family(text: str, name: str) -> _Family | None:
     by = dict(zip(names, (pieces[1::6], pieces[3::6], pieces[5::6]), strict=True))
     values = _parse_values(toks[1::per], name)
     ts = _parse_timestamps(toks[2::per], name) if per == 4 else None
-    return _Family(by["namespace"], by["pod"], by["container"], values, ts)
+    return _Family(by["namespace"], by["pod"], by["container"], values, ts), (j if j >= 0 else 0)
 
 
 _NODE_LINE = {
@@ -105,15 +108,24 @@ _NODE_LINE = {
 }
 
 
-def _fast_node(text: str, name: str) -> tuple[float, int] | None:
-    if ("\n" + name) not in text:
+def _fast_node(text: str, name: str, hint: int = 0) -> tuple[float, int] | None:
+    at = text.find("\n" + name, hint)
+    if at < 0 and hint:
+        at = text.find("\n" + name)
+    if at < 0:
         return None
-    m = _NODE_LINE[name].search(text)
+    m = _NODE_LINE[name].search(text, at)
     if m is None:
         raise _Slow
-    value = _parse_values([m.group(1)], name)[0]
-    ts = int(_parse_timestamps([m.group(2)], name)[0]) if m.group(2) else -1
-    return float(value), ts
+    raw, stamp = m.group(1), m.group(2)
+    try:
+        if "_" in raw:
+            raise ValueError
+        value = float(raw)
+    except ValueError:
+        raise DecodeError(f"{name}: invalid value {raw!r}") from None
+    ts = int(_parse_timestamps([stamp], name)[0]) if stamp else -1
+    return value, ts
 
 
 # -- careful path ----------------------------------------------------------------------------------
@@ -251,13 +263,14 @@ def decode_resource(body: bytes | str, node: str, scrape_time: float) -> NodeBat
         raise DecodeError(f"response is not UTF-8: {exc}") from None
     try:
         fams = {}
+        hint = 0
         for name in _CONTAINER_FAMILIES:
-            fam = _fast_family(text, name)
+            fam, hint = _fast_family(text, name, hint)
             if fam is not None:
                 fams[name] = fam
         nodes = {}
         for name in (NODE_CPU, NODE_MEMORY):
-            point = _fast_node(text, name)
+            point = _fast_node(text, name, hint)
             if point is not None:
                 nodes[name] = point
         if not fams and not nodes and text.strip():

@@ -85,17 +85,26 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
         if not isinstance(name, str) or not isinstance(ns, str) or not name:
             raise DecodeError(f"summary: pods[{i}].podRef lacks name/namespace")
         for j, c in enumerate(pod.get("containers") or ()):
-            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            cname = c.get("name") if isinstance(c, dict) else None
+            if not isinstance(cname, str):
                 raise DecodeError(f"summary: pods[{i}].containers[{j}] has no name")
-            cpu, mem = c.get("cpu"), c.get("memory")
             namespaces.append(ns)
             pod_names.append(name)
-            containers.append(c["name"])
-            starts.append(rfc3339(c.get("startTime"), cache))
-            ts = rfc3339(cpu.get("time"), cache) if isinstance(cpu, dict) else _NAN
-            times.append(ts)
-            cpus.append(_counter(cpu, "usageCoreNanoSeconds"))
-            mems.append(_counter(mem, "workingSetBytes"))
+            containers.append(cname)
+            st = c.get("startTime")
+            starts.append(cache[st] if st in cache else rfc3339(st, cache))
+            cpu = c.get("cpu")
+            if type(cpu) is dict:
+                t = cpu.get("time")
+                times.append(cache[t] if t in cache else rfc3339(t, cache))
+                v = cpu.get("usageCoreNanoSeconds")
+                cpus.append(v if type(v) is int and v >= 0 else -1)
+            else:
+                times.append(_NAN)
+                cpus.append(-1)
+            mem = c.get("memory")
+            v = mem.get("workingSetBytes") if type(mem) is dict else None
+            mems.append(v if type(v) is int and v >= 0 else -1)
     cpu_ns = np.array(cpus, dtype=np.int64)
     mem_a = np.array(mems, dtype=np.float64)
     missing_cpu = cpu_ns < 0

@@ -36,7 +36,7 @@ FRESH_CONTAINER_MIN_AGE = 10.0  # seconds; metrics-server's lower bound for the 
 _US = 1_000_000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Node:
     name: str
     row: int = -1
@@ -50,7 +50,7 @@ class _Node:
     gen: int = 0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Pod:
     node: _Node
     index: int  # position in node.pod_keys / node.pod_complete
@@ -59,7 +59,14 @@ class _Pod:
 
 
 def _us(values: np.ndarray) -> np.ndarray:
-    return np.round(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0) * _US).astype(np.int64)
+    """Unix seconds to int64 microseconds; non-finite values become 0."""
+    return np.round(np.where(np.isfinite(values), values, 0.0) * _US).astype(np.int64)
+
+
+def _ns(cpu_seconds: np.ndarray) -> np.ndarray:
+    """Cumulative CPU seconds to int64 nanoseconds, truncated like metrics-server; unusable -> 0."""
+    ok = np.isfinite(cpu_seconds) & (cpu_seconds > 0)
+    return np.trunc(np.where(ok, cpu_seconds, 0.0) * 1e9).astype(np.int64)
 
 
 class WindowStore:
@@ -97,7 +104,7 @@ class WindowStore:
             self._ready_cache = None
             n_rows: list[int] = []
             n_vals: list[tuple[int, int, int, int]] = []
-            chunks: list[tuple[np.ndarray, ...]] = []
+            used: list[tuple[_Node, NodeBatch]] = []
             for b in unique.values():
                 self._now = max(self._now, b.scrape_time)
                 entry = self._nodes.get(b.node)
@@ -110,16 +117,43 @@ class WindowStore:
                         entry.row = int(self._node_rings.alloc(1)[0])
                     n_rows.append(entry.row)
                     n_vals.append(point)
-                chunk = self._container_chunk(entry, b)
-                if chunk is not None:
-                    chunks.append(chunk)
+                sig = (b.namespaces, b.pods, b.containers)
+                if entry.sig is None or entry.sig != sig or (entry.has_dups and entry.gen != self._gen):
+                    self._rebuild(entry, b)
+                if len(b) and entry.pod_keys:
+                    used.append((entry, b))
             if n_rows:
                 v = np.array(n_vals, dtype=np.int64).reshape(-1, 4)
                 self._node_rings.ingest(np.array(n_rows, np.intp), v[:, 0], v[:, 1], v[:, 2], v[:, 3])
-            if chunks:
-                rows, ts, cpu, mem, start = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
-                lo = round(FRESH_CONTAINER_MIN_AGE * _US)
-                self._containers.ingest(rows, ts, cpu, mem, start, lo, round(self.resolution * _US))
+            if used:
+                self._ingest_containers(used)
+
+    def _ingest_containers(self, used: list[tuple[_Node, NodeBatch]]) -> None:
+        """All nodes' container samples in one pass: validity, whole-pod drops, ring append."""
+        offsets = np.cumsum([0] + [len(e.pod_keys) for e, _ in used])
+        pod_of = np.concatenate([e.pod_of + off for (e, _), off in zip(used, offsets[:-1].tolist(), strict=True)])
+        rows = np.concatenate([e.batch_rows for e, _ in used])
+        ts = np.concatenate([b.timestamp for _, b in used]).astype(np.float64, copy=False)
+        mem_f = np.concatenate([b.memory for _, b in used]).astype(np.float64, copy=False)
+        start = np.concatenate([b.start_time for _, b in used]).astype(np.float64, copy=False)
+        cpu_ns = np.concatenate([
+            np.asarray(b.cpu_ns, dtype=np.int64) if b.cpu_ns is not None else _ns(np.asarray(b.cpu, dtype=np.float64))
+            for _, b in used])
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(ts) & (cpu_ns > 0) & (mem_f >= 1)  # NaN memory compares False
+        pod_ok = np.ones(int(offsets[-1]), bool)
+        pod_ok[pod_of[~valid]] = False
+        for (entry, _), lo, hi in zip(used, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            entry.pod_complete = pod_ok[lo:hi]
+        take = pod_ok[pod_of] & (rows >= 0)
+        if not take.any():
+            return
+        start = start[take]
+        start_us = np.where(np.isfinite(start) & (start > 0), _us(start), 0)
+        mem = np.trunc(mem_f[take]).astype(np.int64)
+        lo_us = round(FRESH_CONTAINER_MIN_AGE * _US)
+        self._containers.ingest(rows[take], _us(ts[take]), cpu_ns[take], mem, start_us, lo_us,
+                                round(self.resolution * _US))
 
     @staticmethod
     def _node_point(b: NodeBatch) -> tuple[int, int, int, int] | None:
@@ -133,42 +167,17 @@ class WindowStore:
         start_us = round(start * _US) if math.isfinite(start) and start > 0 else 0
         return round(ts * _US), cpu_ns, int(mem), start_us
 
-    def _container_chunk(self, entry: _Node, b: NodeBatch) -> tuple[np.ndarray, ...] | None:
-        sig = (b.namespaces, b.pods, b.containers)
-        if entry.sig is None or entry.sig != sig or (entry.has_dups and entry.gen != self._gen):
-            self._rebuild(entry, b)
-        if not len(b) or not len(entry.pod_keys):
-            return None
-        ts = np.asarray(b.timestamp, dtype=np.float64)
-        mem_f = np.asarray(b.memory, dtype=np.float64)
-        if b.cpu_ns is not None:
-            cpu_ns = np.asarray(b.cpu_ns, dtype=np.int64)
-            cpu_ok = cpu_ns > 0
-        else:
-            cpu_f = np.asarray(b.cpu, dtype=np.float64)
-            cpu_ok = np.isfinite(cpu_f) & (cpu_f > 0)
-            cpu_ns = np.trunc(np.where(cpu_ok, cpu_f, 0.0) * 1e9).astype(np.int64)
-            cpu_ok &= cpu_ns > 0
-        mem_ok = np.isfinite(mem_f) & (mem_f >= 1)
-        valid = np.isfinite(ts) & cpu_ok & mem_ok
-        pod_ok = np.ones(len(entry.pod_keys), bool)
-        pod_ok[entry.pod_of[~valid]] = False
-        entry.pod_complete = pod_ok
-        take = pod_ok[entry.pod_of] & (entry.batch_rows >= 0)
-        if not take.any():
-            return None
-        start = np.asarray(b.start_time, dtype=np.float64)[take]
-        start_us = np.where(np.isfinite(start) & (start > 0), _us(start), 0)
-        mem = np.trunc(mem_f[take]).astype(np.int64)
-        return entry.batch_rows[take], _us(ts[take]), cpu_ns[take], mem, start_us
-
     def _rebuild(self, entry: _Node, b: NodeBatch) -> None:
         """The node's container set changed: map batch positions to series rows, evict the rest."""
         n = len(b)
+        # one object per distinct string (decoders hand us a fresh copy on every line)
+        canon: dict[str, str] = {}
+        namespaces, pod_names, cont_names = ([canon.setdefault(x, x) for x in col]
+                                             for col in (b.namespaces, b.pods, b.containers))
         pod_index: dict[tuple[str, str], int] = {}
         pod_of = np.empty(n, np.intp)
         members: list[list[int]] = []
-        for i, key in enumerate(zip(b.namespaces, b.pods, strict=True)):
+        for i, key in enumerate(zip(namespaces, pod_names, strict=True)):
             j = pod_index.get(key)
             if j is None:
                 j = pod_index[key] = len(members)
@@ -191,7 +200,7 @@ class WindowStore:
                 existing = None
             by_name: dict[str, int] = {}
             for i in members[j]:
-                c = b.containers[i]
+                c = cont_names[i]
                 if c in by_name:
                     log.warning("duplicate container in kubelet response; ignoring the repeat",
                                 node=entry.name, pod="/".join(key), container=c)
@@ -212,7 +221,7 @@ class WindowStore:
                 pod = self._pods.get(key)
                 if pod is not None and pod.node is entry:
                     self._evict_pod(key)
-        entry.sig = (list(b.namespaces), list(b.pods), list(b.containers))
+        entry.sig = (namespaces, pod_names, cont_names)
         entry.batch_rows, entry.pod_of, entry.pod_keys = batch_rows, pod_of, keys
         entry.pod_complete = np.ones(len(keys), bool)
         entry.has_dups, entry.gen = has_dups, self._gen
