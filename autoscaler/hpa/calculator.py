@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -156,8 +157,9 @@ def group_pods(pods: PodSet, al: Aligned, cpu: bool, now: float, cpu_init: float
     """Classify pods in upstream's order: ignored, pending-unready, missing, CPU readiness, ready."""
     ignored = pods.deleting | (pods.phase == FAILED)
     pending = ~ignored & (pods.phase == PENDING)
-    missing = ~ignored & ~pending & ~al.has
-    rest = ~ignored & ~pending & al.has
+    counted = ~(ignored | pending)
+    missing = counted & ~al.has
+    rest = counted & al.has
     if cpu and rest.any():
         start = pods.start_time
         no_cond = (pods.ready == NO_CONDITION) | np.isnan(start)
@@ -187,19 +189,23 @@ def pod_table(pods: PodSet, al: Aligned, g: Groups, counted: dict[str, str], now
               cpu_init: float, requests: np.ndarray | None) -> list[dict[str, Any]]:
     """Per-pod explanation rows (only built at the "full" explain level)."""
     rows = []
+    # plain lists: indexing numpy arrays element by element costs more than converting them once
+    ignored, unready, missing = g.ignored.tolist(), g.unready.tolist(), g.missing.tolist()
+    deleting, has, value = pods.deleting.tolist(), al.has.tolist(), al.value.tolist()
+    reqs = requests.tolist() if requests is not None else None
     for i, name in enumerate(pods.names):
-        if g.ignored[i]:
-            cls, why = "ignored", "pod is being deleted" if pods.deleting[i] else "pod phase is Failed"
-        elif g.unready[i]:
+        if ignored[i]:
+            cls, why = "ignored", "pod is being deleted" if deleting[i] else "pod phase is Failed"
+        elif unready[i]:
             cls, why = "unready", _unready_reason(pods, al, i, now, cpu_init)
-        elif g.missing[i]:
+        elif missing[i]:
             cls, why = "missing", "no metric sample for this pod"
         else:
             cls, why = "ready", "ready" if cpu else "counted (readiness only matters for cpu)"
         row: dict[str, Any] = {"name": name, "class": cls, "reason": why,
-                               "usageMilli": int(al.value[i]) if al.has[i] else None}
-        if requests is not None:
-            row["requestMilli"] = int(requests[i]) if requests[i] >= 0 else None
+                               "usageMilli": int(value[i]) if has[i] else None}
+        if reqs is not None:
+            row["requestMilli"] = int(reqs[i]) if reqs[i] >= 0 else None
         row["counted"] = counted.get(cls, "not counted")
         rows.append(row)
     for name, v in zip(al.extra_names, al.extras.tolist(), strict=True):
@@ -216,7 +222,7 @@ def resource_utilization_replicas(
     if len(pods) == 0:
         raise CalcError("no pods returned by selector while calculating replica count")
     g = group_pods(pods, al, cpu, now, cpu_init, readiness_delay)
-    n_ready = int(g.ready.sum())
+    n_ready = int(np.count_nonzero(g.ready))
 
     def failed(msg: str) -> CalcError:
         rows = pod_table(pods, al, g, {"ready": "measured usage"}, now, cpu, cpu_init, requests) if detail else None
@@ -226,67 +232,93 @@ def resource_utilization_replicas(
         raise failed("did not receive metrics for targeted pods (pods might be unready)")
     if request_error is not None:
         raise failed(request_error)
-    req_ready = requests[g.ready]
-    usage_total = int(al.value[g.ready].sum())
-    request_total = int(req_ready.sum())
-    if request_total == 0:
-        raise failed("no metrics returned matched known pods")
-    utilization = _cap_int32((usage_total * 100) // request_total)
-    ratio = utilization / target_util
-    raw_average = usage_total // n_ready
-    n_unready = int(g.unready.sum())
-    n_missing = int(g.missing.sum())
-    scale_up_with_unready = n_unready > 0 and ratio > 1.0
-    info: dict[str, Any] = {"utilization": utilization, "averageValueMilli": raw_average, "ratio": ratio,
-                            "readyPods": n_ready, "unreadyPods": n_unready, "missingPods": n_missing,
-                            "ignoredPods": int(g.ignored.sum()), "superfluousSamples": len(al.extras),
-                            "usageTotalMilli": usage_total, "requestTotalMilli": request_total}
-    counted = {"ready": "measured usage", "unready": "excluded", "missing": "excluded", "ignored": "excluded",
-               "superfluous": "excluded (no request)"}
-    replicas: int
-    if not scale_up_with_unready and n_missing == 0:
-        if tol.within(ratio):
-            replicas, info["step"] = current, "ratio within tolerance: keep current replicas"
-        else:
-            replicas = _ceil32(ratio * n_ready)
-            info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
-    else:
-        m_total, r_total, count = usage_total, request_total, n_ready + len(al.extras)
-        if n_missing:
-            req_missing = requests[g.missing]
-            if ratio < 1.0:
-                fallback = max(100, target_util)
-                m_total += int((req_missing * fallback // 100).sum())
-                r_total += int(req_missing.sum())
-                count += n_missing
-                counted["missing"] = f"assumed {fallback}% of request (scale-down)"
-            elif ratio > 1.0:
-                r_total += int(req_missing.sum())
-                count += n_missing
-                counted["missing"] = "assumed 0 (scale-up)"
-        if scale_up_with_unready:
-            r_total += int(requests[g.unready].sum())
-            count += n_unready
-            counted["unready"] = "assumed 0 (scale-up)"
-        if r_total == 0:
-            raise failed("no metrics returned matched known pods")
-        new_util = _cap_int32((m_total * 100) // r_total)
-        new_ratio = new_util / target_util
-        info["rebalanced"] = {"utilization": new_util, "ratio": new_ratio, "samples": count}
-        if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-            replicas = current
-            info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
-                            else "rebalancing flips the scale direction: keep current replicas")
-        else:
-            replicas = _ceil32(new_ratio * count)
-            if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-                info["step"] = f"ceil({new_ratio:.6g} x {count}) = {replicas} would flip direction: keep current"
-                replicas = current
-            else:
-                info["step"] = f"ceil({new_ratio:.6g} x {count} samples)"
+    n_missing = int(np.count_nonzero(g.missing))
+    n_unready = int(np.count_nonzero(g.unready))
+    out = _utilization_math(n_ready, int(al.value[g.ready].sum()), int(requests[g.ready].sum()),
+                            n_unready, n_missing, int(np.count_nonzero(g.ignored)), len(al.extras),
+                            requests[g.missing] if n_missing else [],
+                            int(requests[g.unready].sum()) if n_unready else 0,
+                            target_util, current, tol, True)
+    if isinstance(out, str):
+        raise failed(out)
+    replicas, raw_average, utilization, ratio, info, counted = out
     if detail:
         info["pods"] = pod_table(pods, al, g, counted, now, cpu, cpu_init, requests)
     return Proposal(replicas, raw_average, utilization, ratio, al.first_ts, info)
+
+
+def _utilization_math(n_ready: int, usage_total: int, request_total: int, n_unready: int, n_missing: int,
+                      n_ignored: int, n_extras: int, req_missing: np.ndarray | list[int], req_unready_total: int,
+                      target_util: int, current: int, tol: Tolerances, want_info: bool,
+                      ) -> str | tuple[int, int, int, float, dict[str, Any], dict[str, str]]:
+    """The replica arithmetic of GetResourceReplicas from per-group totals (shared by both grouping
+    paths); returns upstream's error text instead when it fails. ``info`` is only filled if wanted."""
+    if request_total == 0:
+        return "no metrics returned matched known pods"
+    utilization = _cap_int32((usage_total * 100) // request_total)
+    ratio = utilization / target_util
+    raw_average = usage_total // n_ready
+    scale_up_with_unready = n_unready > 0 and ratio > 1.0
+    info: dict[str, Any] = {}
+    counted: dict[str, str] = {}
+    if want_info:
+        info.update({"utilization": utilization, "averageValueMilli": raw_average, "ratio": ratio,
+                     "readyPods": n_ready, "unreadyPods": n_unready, "missingPods": n_missing,
+                     "ignoredPods": n_ignored, "superfluousSamples": n_extras,
+                     "usageTotalMilli": usage_total, "requestTotalMilli": request_total})
+        counted.update({"ready": "measured usage", "unready": "excluded", "missing": "excluded",
+                        "ignored": "excluded", "superfluous": "excluded (no request)"})
+    replicas: int
+    if not scale_up_with_unready and n_missing == 0:
+        if tol.within(ratio):
+            replicas = current
+            if want_info:
+                info["step"] = "ratio within tolerance: keep current replicas"
+        else:
+            replicas = _ceil32(ratio * n_ready)
+            if want_info:
+                info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
+    else:
+        m_total, r_total, count = usage_total, request_total, n_ready + n_extras
+        if n_missing:
+            if ratio < 1.0:
+                fallback = max(100, target_util)
+                if isinstance(req_missing, np.ndarray):
+                    m_total += int((req_missing * fallback // 100).sum())
+                    r_total += int(req_missing.sum())
+                else:
+                    m_total += sum(r * fallback // 100 for r in req_missing)
+                    r_total += sum(req_missing)
+                count += n_missing
+                counted["missing"] = f"assumed {fallback}% of request (scale-down)"
+            elif ratio > 1.0:
+                r_total += int(req_missing.sum()) if isinstance(req_missing, np.ndarray) else sum(req_missing)
+                count += n_missing
+                counted["missing"] = "assumed 0 (scale-up)"
+        if scale_up_with_unready:
+            r_total += req_unready_total
+            count += n_unready
+            counted["unready"] = "assumed 0 (scale-up)"
+        if r_total == 0:
+            return "no metrics returned matched known pods"
+        new_util = _cap_int32((m_total * 100) // r_total)
+        new_ratio = new_util / target_util
+        if want_info:
+            info["rebalanced"] = {"utilization": new_util, "ratio": new_ratio, "samples": count}
+        if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
+            replicas = current
+            if want_info:
+                info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
+                                else "rebalancing flips the scale direction: keep current replicas")
+        else:
+            replicas = _ceil32(new_ratio * count)
+            if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+                if want_info:
+                    info["step"] = f"ceil({new_ratio:.6g} x {count}) = {replicas} would flip direction: keep current"
+                replicas = current
+            elif want_info:
+                info["step"] = f"ceil({new_ratio:.6g} x {count} samples)"
+    return replicas, raw_average, utilization, ratio, info, counted
 
 
 def plain_metric_replicas(
@@ -297,28 +329,46 @@ def plain_metric_replicas(
     if len(pods) == 0:
         raise CalcError("no pods returned by selector while calculating replica count")
     g = group_pods(pods, al, cpu, now, cpu_init, readiness_delay)
-    n_ready = int(g.ready.sum())
+    n_ready = int(np.count_nonzero(g.ready))
     count = n_ready + len(al.extras)
     if count == 0:
         rows = pod_table(pods, al, g, {}, now, cpu, cpu_init, None) if detail else None
         raise CalcError("did not receive metrics for targeted pods (pods might be unready)", rows)
     total = int(al.value[g.ready].sum()) + int(al.extras.sum())
+    replicas, usage, ratio, info, counted = _plain_math(n_ready, total, len(al.extras),
+                                                        int(np.count_nonzero(g.unready)),
+                                                        int(np.count_nonzero(g.missing)),
+                                                        int(np.count_nonzero(g.ignored)), target, current, tol, True)
+    if detail:
+        info["pods"] = pod_table(pods, al, g, counted, now, cpu, cpu_init, None)
+    return Proposal(replicas, usage, None, ratio, al.first_ts, info)
+
+
+def _plain_math(n_ready: int, total: int, n_extras: int, n_unready: int, n_missing: int, n_ignored: int,
+                target: int, current: int, tol: Tolerances, want_info: bool,
+                ) -> tuple[int, int, float, dict[str, Any], dict[str, str]]:
+    """The replica arithmetic of calcPlainMetricReplicas from per-group totals (``n_ready + n_extras > 0``)."""
+    count = n_ready + n_extras
     usage = total // count
     ratio = usage / target
-    n_unready = int(g.unready.sum())
-    n_missing = int(g.missing.sum())
     scale_up_with_unready = n_unready > 0 and ratio > 1.0
-    info: dict[str, Any] = {"averageValueMilli": usage, "ratio": ratio, "readyPods": n_ready,
-                            "unreadyPods": n_unready, "missingPods": n_missing, "ignoredPods": int(g.ignored.sum()),
-                            "superfluousSamples": len(al.extras), "usageTotalMilli": total}
-    counted = {"ready": "measured value", "unready": "excluded", "missing": "excluded", "ignored": "excluded",
-               "superfluous": "measured value"}
+    info: dict[str, Any] = {}
+    counted: dict[str, str] = {}
+    if want_info:
+        info.update({"averageValueMilli": usage, "ratio": ratio, "readyPods": n_ready,
+                     "unreadyPods": n_unready, "missingPods": n_missing, "ignoredPods": n_ignored,
+                     "superfluousSamples": n_extras, "usageTotalMilli": total})
+        counted.update({"ready": "measured value", "unready": "excluded", "missing": "excluded",
+                        "ignored": "excluded", "superfluous": "measured value"})
     if not scale_up_with_unready and n_missing == 0:
         if tol.within(ratio):
-            replicas, info["step"] = current, "ratio within tolerance: keep current replicas"
+            replicas = current
+            if want_info:
+                info["step"] = "ratio within tolerance: keep current replicas"
         else:
             replicas = _ceil32(ratio * n_ready)
-            info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
+            if want_info:
+                info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
     else:
         new_total, new_count = total, count
         if n_missing:
@@ -334,21 +384,118 @@ def plain_metric_replicas(
             counted["unready"] = "assumed 0 (scale-up)"
         new_usage = new_total // new_count
         new_ratio = new_usage / target
-        info["rebalanced"] = {"averageValueMilli": new_usage, "ratio": new_ratio, "samples": new_count}
+        if want_info:
+            info["rebalanced"] = {"averageValueMilli": new_usage, "ratio": new_ratio, "samples": new_count}
         if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
             replicas = current
-            info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
-                            else "rebalancing flips the scale direction: keep current replicas")
+            if want_info:
+                info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
+                                else "rebalancing flips the scale direction: keep current replicas")
         else:
             replicas = _ceil32(new_ratio * new_count)
             if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-                info["step"] = f"ceil({new_ratio:.6g} x {new_count}) = {replicas} would flip direction: keep current"
+                if want_info:
+                    info["step"] = (f"ceil({new_ratio:.6g} x {new_count}) = {replicas} would flip direction: "
+                                    "keep current")
                 replicas = current
-            else:
+            elif want_info:
                 info["step"] = f"ceil({new_ratio:.6g} x {new_count} samples)"
-    if detail:
-        info["pods"] = pod_table(pods, al, g, counted, now, cpu, cpu_init, None)
-    return Proposal(replicas, usage, None, ratio, al.first_ts, info)
+    return replicas, usage, ratio, info, counted
+
+
+#: Up to this many pods the resource-metric proposal is computed with plain Python lists: numpy's
+#: per-call overhead (a few dozen array operations per proposal) costs more than the loop saves.
+SMALL_PODS = 80
+
+
+def small_resource_replicas(
+    pods: PodSet, metrics: PodMetricsSet, resource: str, container: str | None, requests: np.ndarray | None,
+    target_util: int | None, target: int, current: int, tol: Tolerances, cpu: bool, now: float, cpu_init: float,
+    readiness_delay: float, want_info: bool,
+) -> Proposal | None:
+    """The list-based twin of :func:`align_resource` + :func:`group_pods` + the two resource proposals,
+    for a few pods and no per-pod rows. ``target_util`` None means an AverageValue target.
+
+    Returns None whenever the case is not the plain one (no pods, an error to raise): the caller then
+    takes the numpy path, which produces the error text and per-pod rows.
+    """
+    n = len(pods)
+    if n == 0 or n > SMALL_PODS:
+        return None
+    col = metrics.column(resource, container).tolist()
+    if len(col) != len(metrics.names) or (requests is not None and len(requests) != n):
+        return None  # inconsistent columns: let the numpy path report them
+    m_ts = metrics.timestamp.tolist()
+    m_win = metrics.window.tolist()
+    extras: list[int] = []
+    if metrics.names is pods.names or metrics.names == pods.names:
+        value, ts, win = col, m_ts, m_win  # a negative value: the pod has no sample (missing)
+    else:
+        index = pods.index
+        value = [-1] * n
+        ts = [0.0] * n
+        win = [0.0] * n
+        for j, name in enumerate(metrics.names):
+            v = col[j]
+            if v < 0:
+                continue
+            i = index.get(name)
+            if i is None:
+                extras.append(v)
+            else:
+                value[i], ts[i], win[i] = v, m_ts[j], m_win[j]
+    first_ts = float(m_ts[0]) if len(metrics) else None
+    no_reqs = requests is None
+    reqs = repeat(0) if requests is None else requests.tolist()
+    start = pods.start_time.tolist() if cpu else repeat(0.0)
+    ready_time = pods.ready_time.tolist() if cpu else repeat(0.0)
+    n_ready = n_unready = n_missing = n_ignored = 0
+    usage_total = request_total = req_unready_total = 0
+    req_missing: list[int] = []
+    # not strict: ``repeat`` stands in for the columns this metric does not need
+    for dl, ph, v, r, s, rt, t, w, rq in zip(pods.deleting.tolist(), pods.phase.tolist(), value,
+                                             pods.ready.tolist(), start, ready_time, ts, win, reqs, strict=False):
+        if dl or ph == FAILED:
+            n_ignored += 1
+            continue
+        if ph == PENDING:
+            unready = True
+        elif v < 0:
+            n_missing += 1
+            req_missing.append(rq)
+            continue
+        elif cpu:
+            # group_pods' CPU readiness rule, pod by pod (NaN start: no start time)
+            if r == NO_CONDITION or s != s:
+                unready = True
+            elif s + cpu_init > now:
+                unready = r == COND_FALSE or t < rt + w
+            else:
+                unready = r == COND_FALSE and s + readiness_delay > rt
+        else:
+            unready = False
+        if unready:
+            n_unready += 1
+            req_unready_total += rq
+        else:
+            n_ready += 1
+            usage_total += v
+            request_total += rq
+    n_extras = len(extras)
+    if n_ready + n_extras == 0:
+        return None
+    if target_util is not None:
+        if no_reqs:
+            return None
+        out = _utilization_math(n_ready, usage_total, request_total, n_unready, n_missing, n_ignored, n_extras,
+                                req_missing, req_unready_total, target_util, current, tol, want_info)
+        if isinstance(out, str):
+            return None
+        replicas, raw_average, utilization, ratio, info, _ = out
+        return Proposal(replicas, raw_average, utilization, ratio, first_ts, info)
+    replicas, usage, ratio, info, _ = _plain_math(n_ready, usage_total + sum(extras), n_extras, n_unready,
+                                                  n_missing, n_ignored, target, current, tol, want_info)
+    return Proposal(replicas, usage, None, ratio, first_ts, info)
 
 
 def ready_running_pods(pods: PodSet) -> int:

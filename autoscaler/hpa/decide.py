@@ -17,14 +17,15 @@ from typing import Any
 
 from autoscaler.hpa import calculator as calc
 from autoscaler.hpa.calculator import CalcError, Proposal, Tolerances
-from autoscaler.hpa.inputs import MetricsError, MetricsSource, PodSet, Scale
+from autoscaler.hpa.inputs import MetricsError, MetricsSource, PodMetricsSet, PodSet, Scale
 from autoscaler.hpa.normalize import (
     HPAState,
     Recommendation,
+    ScaleEvent,
+    _stabilize_legacy,
+    _stabilize_with_behavior,
     convert_legacy,
     convert_with_behavior,
-    stabilize_legacy,
-    stabilize_with_behavior,
     store_scale_event,
 )
 from autoscaler.hpa.spec import CompiledHPA, MetricSpec, Rules, compile_hpa, go_label_selector_string
@@ -47,6 +48,20 @@ def _parse_selector(text: str) -> LabelSelector | SelectorError:
 @functools.lru_cache(maxsize=64)
 def _time_text(now: float) -> str:
     return format_time(now)
+
+
+def _fork(state: HPAState | None) -> HPAState:
+    """A working copy of ``state``: new lists, shared entries. The normalization functions replace
+    history entries rather than modify them; :func:`store_scale_event` does modify them, so the
+    rescale path copies that direction's events before calling it."""
+    if state is None:
+        return HPAState()
+    return HPAState(None if state.recommendations is None else list(state.recommendations),
+                    list(state.scale_up_events), list(state.scale_down_events))
+
+
+def _own_events(events: list[ScaleEvent]) -> list[ScaleEvent]:
+    return [ScaleEvent(e.replica_change, e.timestamp, e.outdated) for e in events]
 
 
 @dataclass(slots=True)
@@ -116,11 +131,18 @@ class Decision:
 class _Conditions:
     """Status conditions as a list keyed by type; lastTransitionTime moves only on a status change."""
 
-    __slots__ = ("items", "now_text")
+    __slots__ = ("_now_text", "items", "now")
 
     def __init__(self, items: list[dict[str, Any]], now: float):
         self.items = [dict(c) for c in items]
-        self.now_text = _time_text(now)
+        self.now = now
+        self._now_text: str | None = None  # formatted on the first transition only
+
+    @property
+    def now_text(self) -> str:
+        if self._now_text is None:
+            self._now_text = _time_text(self.now)
+        return self._now_text
 
     def set(self, ctype: str, status: str, reason: str, message: str) -> None:
         for c in self.items:
@@ -173,9 +195,42 @@ class _MetricResult:
     explain: dict[str, Any] = field(default_factory=dict)
 
 
+def _small_resource(ms: MetricSpec, pods: PodSet, pm: PodMetricsSet, current: int, tol: Tolerances, cpu: bool,
+                    config: ControllerConfig, now: float, want: bool) -> Proposal | None:
+    """The list-based proposal for a few pods (None: take the numpy path, which also words errors)."""
+    container = ms.container or None
+    if ms.target_kind == "average":
+        reqs = None
+    elif ms.container:
+        reqs = pods.container_requests.get(ms.container, {}).get(ms.resource)
+        if reqs is None or (reqs < 0).any():
+            return None
+    else:
+        reqs = pods.requests.get(ms.resource)
+        if reqs is None or pods.request_errors.get(ms.resource):
+            return None
+    return calc.small_resource_replicas(
+        pods, pm, ms.resource, container, reqs, None if reqs is None else ms.target_utilization, ms.target_milli,
+        current, tol, cpu, now, config.cpu_initialization_period, config.initial_readiness_delay, want)
+
+
+def _resource_result(res: _MetricResult, ms: MetricSpec, prop: Proposal, build_status: bool) -> _MetricResult:
+    res.proposal = prop
+    if build_status:
+        cur: dict[str, Any] = {"averageValue": _quantity(prop.usage, ms.resource)}
+        if prop.utilization is not None:
+            cur["averageUtilization"] = prop.utilization
+        if ms.type == "Resource":
+            res.status = {"type": "Resource", "resource": {"name": ms.resource, "current": cur}}
+        else:
+            res.status = {"type": "ContainerResource", "containerResource": {
+                "name": ms.resource, "container": ms.container, "current": cur}}
+    return res
+
+
 def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, source: MetricsSource,
-                 tol: Tolerances, config: ControllerConfig, now: float, detail: bool, build_status: bool
-                 ) -> _MetricResult:
+                 tol: Tolerances, config: ControllerConfig, now: float, detail: bool, build_status: bool,
+                 want: bool = True) -> _MetricResult:
     res = _MetricResult()
     current, status_replicas = scale.spec_replicas, scale.status_replicas
 
@@ -196,8 +251,12 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
                 pm = source.resource_metrics()
             except MetricsError as e:
                 raise CalcError(f"unable to get metrics for resource {ms.resource}: {e}") from None
-            al = calc.align_resource(pods, pm, ms.resource, ms.container or None)
             cpu = ms.resource == "cpu"
+            if not detail and 0 < len(pods) <= calc.SMALL_PODS:
+                prop = _small_resource(ms, pods, pm, current, tol, cpu, config, now, want)
+                if prop is not None:
+                    return _resource_result(res, ms, prop, build_status)
+            al = calc.align_resource(pods, pm, ms.resource, ms.container or None)
             if ms.target_kind == "average":
                 prop = calc.plain_metric_replicas(pods, al, ms.target_milli, current, tol, cpu, now,
                                                   config.cpu_initialization_period, config.initial_readiness_delay,
@@ -231,17 +290,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
         except CalcError as e:
             msg = f"failed to get {ms.resource} {kind}: {e}"
             return fail(msg, outer_prefix + msg, e)
-        res.proposal = prop
-        if build_status:
-            cur: dict[str, Any] = {"averageValue": _quantity(prop.usage, ms.resource)}
-            if prop.utilization is not None:
-                cur["averageUtilization"] = prop.utilization
-            if ms.type == "Resource":
-                res.status = {"type": "Resource", "resource": {"name": ms.resource, "current": cur}}
-            else:
-                res.status = {"type": "ContainerResource", "containerResource": {
-                    "name": ms.resource, "container": ms.container, "current": cur}}
-        return res
+        return _resource_result(res, ms, prop, build_status)
 
     if ms.type == "Pods":
         outer_prefix = "failed to get pods metric value: "
@@ -411,7 +460,7 @@ def decide(
     h = compile_hpa(hpa)  # type: ignore[arg-type]
     original = dict(hpa_status if hpa_status is not None else h.status)
     conds = _Conditions(original.get("conditions") or [], now)
-    st = state.copy() if state is not None else HPAState()
+    st = _fork(state)
     events: list[dict[str, str]] = []
     want = explain != "none"
     detail = explain == "full"
@@ -518,11 +567,16 @@ def decide(
 
     if rescale:
         conds_before = [dict(c) for c in conds.items]
-        state_before = st.copy()
+        state_before = _fork(st)
         conds.set("AbleToScale", "True", "SucceededRescale", f"the HPA controller was able to update the target scale to {desired}")
         events.append({"type": "Normal", "reason": "SuccessfulRescale", "message": f"New size: {desired}; reason: {reason}"})
         if h.behavior is not None:
-            rules = h.behavior["up"] if desired > current else h.behavior["down"]
+            if desired > current:
+                rules = h.behavior["up"]
+                st.scale_up_events = _own_events(st.scale_up_events)
+            else:
+                rules = h.behavior["down"]
+                st.scale_down_events = _own_events(st.scale_down_events)
             store_scale_event(st, rules, current, desired, now)
         if gate_zero:
             if current > 0 and desired == 0 and min_r == 0 and h.has_object_or_external:
@@ -595,7 +649,7 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
     invalid, first_error, first_cond = 0, None, None
     explained: list[dict[str, Any]] = []
     for ms in h.metrics:
-        r = _eval_metric(ms, h, scale, pods, source, tol, cfg, now, detail, build_status)
+        r = _eval_metric(ms, h, scale, pods, source, tol, cfg, now, detail, build_status, want)
         statuses.append(r.status if r.status is not None else {"type": ""})
         if want:
             item: dict[str, Any] = {"index": ms.index, "type": ms.type, "description": ms.description,
@@ -650,7 +704,8 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
 def _normalize_legacy(h: CompiledHPA, st: HPAState, current: int, desired: int, min_r: int, cfg: ControllerConfig,
                       now: float, conds: _Conditions, ex: dict[str, Any] | None) -> int:
     assert st.recommendations is not None
-    stabilized, considered = stabilize_legacy(st.recommendations, desired, now, cfg.downscale_stabilization)
+    stabilized, considered = _stabilize_legacy(st.recommendations, desired, now, cfg.downscale_stabilization,
+                                               ex is not None)
     if stabilized != desired:
         conds.set("AbleToScale", "True", "ScaleDownStabilized",
                   "recent recommendations were higher than current one, applying the highest recent recommendation")
@@ -677,8 +732,8 @@ def _normalize_behavior(h: CompiledHPA, st: HPAState, current: int, desired: int
     down: Rules = h.behavior["down"]
     down_window = down.window if down.window is not None else int(cfg.downscale_stabilization)
     up_window = up.window if up.window is not None else 0
-    stabilized, reason, msg, info = stabilize_with_behavior(st.recommendations, current, desired, now,
-                                                            up_window, down_window)
+    stabilized, reason, msg, info = _stabilize_with_behavior(st.recommendations, current, desired, now,
+                                                             up_window, down_window, ex is not None)
     if stabilized != desired:
         conds.set("AbleToScale", "True", reason, msg)
     else:

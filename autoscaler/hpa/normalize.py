@@ -124,6 +124,15 @@ def stabilize_legacy(recs: list[Recommendation], desired: int, now: float, windo
     Returns (stabilized, considered entries) and updates ``recs`` in place: the new entry
     overwrites the last entry older than the window, else it is appended.
     """
+    return _stabilize_legacy(recs, desired, now, window, True)
+
+
+def _stabilize_legacy(recs: list[Recommendation], desired: int, now: float, window: float, explain: bool
+                      ) -> tuple[int, list[dict[str, Any]]]:
+    """:func:`stabilize_legacy`; the considered entries are only listed when ``explain``.
+
+    Entries are replaced, never modified, so a history list may share its entries with a copy.
+    """
     cutoff = now - window
     best = desired
     old_index = -1
@@ -132,7 +141,8 @@ def stabilize_legacy(recs: list[Recommendation], desired: int, now: float, windo
         if r.timestamp < cutoff:
             old_index = i
         else:
-            considered.append({"replicas": r.replicas, "ageSeconds": now - r.timestamp})
+            if explain:
+                considered.append({"replicas": r.replicas, "ageSeconds": now - r.timestamp})
             if r.replicas > best:
                 best = r.replicas
     if old_index >= 0:
@@ -170,18 +180,34 @@ def stabilize_with_behavior(recs: list[Recommendation], current: int, desired: i
 
     Records ``desired``: it overwrites the last entry older than both cutoffs, else is appended.
     """
+    return _stabilize_with_behavior(recs, current, desired, now, up_window, down_window, True)
+
+
+def _stabilize_with_behavior(recs: list[Recommendation], current: int, desired: int, now: float,
+                             up_window: float, down_window: float, explain: bool
+                             ) -> tuple[int, str, str, dict[str, Any]]:
+    """:func:`stabilize_with_behavior`; the ``info`` dict is empty unless ``explain``.
+
+    Entries are replaced, never modified, so a history list may share its entries with a copy.
+    """
     up_cut, down_cut = now - up_window, now - down_window
     up_rec = down_rec = desired
     old_index = -1
-    up_entries, down_entries = [], []
+    up_entries: list[int] = []
+    down_entries: list[int] = []
     for i, r in enumerate(recs):
-        if r.timestamp > up_cut:
-            up_entries.append(r.replicas)
-            up_rec = min(up_rec, r.replicas)
-        if r.timestamp > down_cut:
-            down_entries.append(r.replicas)
-            down_rec = max(down_rec, r.replicas)
-        if r.timestamp < up_cut and r.timestamp < down_cut:
+        ts, replicas = r.timestamp, r.replicas
+        if ts > up_cut:
+            if explain:
+                up_entries.append(replicas)
+            if replicas < up_rec:
+                up_rec = replicas
+        if ts > down_cut:
+            if explain:
+                down_entries.append(replicas)
+            if replicas > down_rec:
+                down_rec = replicas
+        if ts < up_cut and ts < down_cut:
             old_index = i
     stabilized = current
     if stabilized < up_rec:
@@ -196,6 +222,8 @@ def stabilize_with_behavior(recs: list[Recommendation], current: int, desired: i
         reason, msg = "ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"
     else:
         reason, msg = "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"
+    if not explain:
+        return stabilized, reason, msg, {}
     info = {"upWindowSeconds": up_window, "downWindowSeconds": down_window, "upRecommendation": up_rec,
             "downRecommendation": down_rec, "upWindowEntries": up_entries, "downWindowEntries": down_entries}
     return stabilized, reason, msg, info
