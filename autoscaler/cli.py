@@ -23,6 +23,8 @@ COMMANDS: list[tuple[tuple[str, ...], str]] = [
     (("sim", "replay"), "sim.replay.replay_cmd"),
 ]
 
+GROUP_HELP = {"sim": "emulated cluster (sim up) and replay simulator (sim replay)"}
+
 DESCRIPTION = """\
 A Kubernetes horizontal pod autoscaler with its own metrics pipeline.
 
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         subs = top
         for part in path[:-1]:
             if part not in groups:
-                grp = top.add_parser(part, help=f"{part} commands")
+                grp = top.add_parser(part, help=GROUP_HELP.get(part, f"{part} commands"))
                 groups[part] = grp.add_subparsers(dest=f"{part}_command", metavar="COMMAND")
             subs = groups[part]
         sub = subs.add_parser(
