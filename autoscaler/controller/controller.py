@@ -28,7 +28,6 @@ import structlog
 
 from autoscaler.controller.evaluate import Evaluation, Evaluator, hpa_key
 from autoscaler.controller.events import EventRecorder
-from autoscaler.controller.kubeclient import KubeClient, KubeError, seg
 from autoscaler.controller.leader import LeaderElector
 from autoscaler.controller.metrics_source import MetricsFetcher, ResourceMetrics
 from autoscaler.controller.options import ControllerOptions
@@ -41,6 +40,7 @@ from autoscaler.hpa import HPAState, rescale_failed
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.informer import Informer, object_key
 from autoscaler.k8s.kubeconfig import KubeConfig
+from autoscaler.k8s.rest import KubeClient, KubeError, seg
 from autoscaler.k8s.selectors import LabelSelector
 from autoscaler.k8s.timefmt import format_time
 
@@ -120,7 +120,7 @@ class HPAController:
         self.clock = clock
         self.sleep = sleep
         self.kube = kube
-        self.client = client or KubeClient(kube, connections=max(8, options.workers * 2))
+        self.client = client or KubeClient(kube, user_agent="autoscaler-controller", connections=max(8, options.workers * 2))
         self.metrics = metrics or ControllerMetrics()
         mapper = RESTMapper(self.client)
         self.pod_index = PodIndex()

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from autoscaler.controller.kubeclient import STRATEGIC_MERGE_PATCH, KubeClient, KubeError, seg
+from autoscaler.k8s.rest import STRATEGIC_MERGE_PATCH, KubeClient, KubeError, seg
 from autoscaler.k8s.timefmt import format_time
 
 log = structlog.get_logger(__name__)

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from autoscaler.controller.kubeclient import KubeClient, KubeError, seg
+from autoscaler.k8s.rest import KubeClient, KubeError, seg
 from autoscaler.k8s.timefmt import format_micro_time
 
 log = structlog.get_logger(__name__)

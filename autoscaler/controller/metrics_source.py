@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autoscaler.controller.kubeclient import KubeClient, KubeError, seg
 from autoscaler.controller.scales import RESTMapper, ScaleError, split_api_version
 from autoscaler.hpa import CompiledHPA, MetricsError, PodMetricsSet, PodValues, pod_metrics_from_v1beta1
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.quantity import milli_value
+from autoscaler.k8s.rest import KubeClient, KubeError, seg
 from autoscaler.k8s.selectors import SelectorError, selector_from_object
 from autoscaler.k8s.timefmt import format_duration, parse_duration, parse_time
 
@@ -141,12 +141,6 @@ class MetricsFetcher:
         self.resource = resource
         self.mapper = mapper or RESTMapper(client)
 
-    async def _registered(self, group: str, version: str) -> bool:
-        try:
-            return version in await self.mapper._group_versions(group)
-        except KubeError:
-            return False
-
     async def fetch(self, hpa: CompiledHPA, selector: str, pods: list[dict[str, Any]]) -> Prefetched:
         out = Prefetched()
         ns = hpa.namespace
@@ -179,9 +173,8 @@ class MetricsFetcher:
         return out
 
     async def _custom_get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        if not await self._registered(CUSTOM, CUSTOM_VERSION):
-            raise KubeError(404, "NotFound", f"the server could not find the requested resource "
-                                             f"({CUSTOM}/{CUSTOM_VERSION} is not registered)")
+        # Asked directly every time, as upstream's metrics client does: an API that is not (yet)
+        # registered answers 404, and one registered later is used at the next sync.
         return await self.client.get(f"/apis/{CUSTOM}/{CUSTOM_VERSION}{path}", {k: v for k, v in params.items() if v})
 
     async def _pods_metric(self, ns: str, name: str, selector: str, msel: str) -> PodValues | str:
@@ -195,10 +188,11 @@ class MetricsFetcher:
                 pod = str((item.get("describedObject") or {}).get("name") or "")
                 values[pod] = milli_value(item.get("value"))
                 ts[pod] = parse_time(item["timestamp"]) if item.get("timestamp") else 0.0
-                win[pod] = float(item.get("windowSeconds") or 60)
+                window = item.get("windowSeconds")  # a pointer upstream: only absent means one minute
+                win[pod] = 60.0 if window is None else float(window)
         except KubeError as exc:
             return f"unable to fetch metrics from custom metrics API: {exc.message}"
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return f"unable to fetch metrics from custom metrics API: bad MetricValueList: {exc}"
         if not values:
             return "no metrics returned from custom metrics API"
@@ -227,20 +221,17 @@ class MetricsFetcher:
             return milli_value(item.get("value")), parse_time(item["timestamp"]) if item.get("timestamp") else 0.0
         except KubeError as exc:
             return f"unable to fetch metrics from custom metrics API: {exc.message}"
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return f"unable to fetch metrics from custom metrics API: bad MetricValue: {exc}"
 
     async def _external_metric(self, ns: str, name: str, msel: str) -> list[int] | str:
         try:
-            if not await self._registered(EXTERNAL, EXTERNAL_VERSION):
-                raise KubeError(404, "NotFound", f"the server could not find the requested resource "
-                                                 f"({EXTERNAL}/{EXTERNAL_VERSION} is not registered)")
             doc = await self.client.get(f"/apis/{EXTERNAL}/{EXTERNAL_VERSION}/namespaces/{seg(ns)}/{seg(name)}",
                                         {"labelSelector": msel} if msel else None)
             values = [milli_value(item.get("value")) for item in doc.get("items") or []]
         except KubeError as exc:
             return f"unable to fetch metrics from external metrics API: {exc.message}"
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             return f"unable to fetch metrics from external metrics API: bad ExternalMetricValueList: {exc}"
         if not values:
             return "no metrics returned from external metrics API"

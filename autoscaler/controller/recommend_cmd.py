@@ -54,7 +54,7 @@ class _ApiPods:
         self.client = client
 
     async def pods(self, namespace: str, selector: Any) -> list[dict[str, Any]]:
-        from autoscaler.controller.kubeclient import seg
+        from autoscaler.k8s.rest import seg
 
         doc = await self.client.get(f"/api/v1/namespaces/{seg(namespace)}/pods", {"labelSelector": str(selector)})
         return sorted(doc.get("items") or [], key=lambda p: p["metadata"]["name"])
@@ -65,9 +65,9 @@ class Recommender:
 
     def __init__(self, kube: Any, config: Any, namespace: str | None, names: list[str]) -> None:
         from autoscaler.controller.evaluate import Evaluator
-        from autoscaler.controller.kubeclient import KubeClient
         from autoscaler.controller.metrics_source import ApiResourceMetrics, MetricsFetcher
         from autoscaler.controller.scales import RESTMapper, ScaleClient
+        from autoscaler.k8s.rest import KubeClient
 
         self.client = KubeClient(kube, user_agent="autoscaler-recommend")
         mapper = RESTMapper(self.client)
@@ -83,10 +83,10 @@ class Recommender:
 
     async def snapshot(self, now: float | None = None) -> list[Row]:
         from autoscaler.controller.evaluate import hpa_key
-        from autoscaler.controller.kubeclient import seg
         from autoscaler.controller.summary import limiting_rule, one_line
         from autoscaler.hpa import HPAState
         from autoscaler.hpa.inputs import InputError
+        from autoscaler.k8s.rest import seg
 
         now = time.time() if now is None else now
         ns_path = f"/namespaces/{seg(self.namespace)}" if self.namespace else ""
@@ -180,8 +180,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from autoscaler.controller.kubeclient import KubeError
     from autoscaler.k8s.kubeconfig import KubeConfigError
+    from autoscaler.k8s.rest import KubeError
 
     try:
         return asyncio.run(_run(args))

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.controller.kubeclient import KubeClient, KubeError, seg
+from autoscaler.k8s.rest import KubeClient, KubeError, seg
 
 REFRESH_MIN_INTERVAL = 30.0
 CONFLICT_RETRIES = 5

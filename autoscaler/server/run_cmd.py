@@ -194,6 +194,7 @@ async def build(args: argparse.Namespace) -> Runtime:
     from autoscaler.api.resources import MetricsResources
     from autoscaler.k8s.informer import Informer
     from autoscaler.k8s.kubeconfig import KubeConfigError, load_kubeconfig
+    from autoscaler.k8s.rest import KubeClient
     from autoscaler.k8s.selectors import parse_label_selector
     from autoscaler.scraper.collector import Collector, options_from_args
     from autoscaler.scraper.targets import slim_node
@@ -202,7 +203,6 @@ async def build(args: argparse.Namespace) -> Runtime:
     from autoscaler.server.authn import Authenticator
     from autoscaler.server.authz import Authorizer
     from autoscaler.server.health import HealthChecks
-    from autoscaler.server.kubeapi import KubeAPI
     from autoscaler.server.selfmetrics import FRESHNESS
     from autoscaler.server.serve import HTTPSServer
     from autoscaler.server.tls import ServerTLS, TLSConfigError, serving_cert
@@ -227,9 +227,8 @@ async def build(args: argparse.Namespace) -> Runtime:
     except TLSConfigError as exc:
         raise StartupError(str(exc)) from exc
 
-    authn_api = KubeAPI(authn_kube.host, authn_kube.ssl_context(), authn_kube.auth_headers)
-    authz_api = authn_api if authz_kube is authn_kube else KubeAPI(authz_kube.host, authz_kube.ssl_context(),
-                                                                  authz_kube.auth_headers)
+    authn_api = KubeClient(authn_kube, timeout=10.0, connections=32)
+    authz_api = authn_api if authz_kube is authn_kube else KubeClient(authz_kube, timeout=10.0, connections=32)
     authenticator = Authenticator(token_reviewer=authn_api.post, token_cache_ttl=args.authentication_token_webhook_cache_ttl,
                                   anonymous_paths=args.authorization_always_allow_paths)
     authorizer = Authorizer(authz_api.post, always_allow_paths=args.authorization_always_allow_paths,

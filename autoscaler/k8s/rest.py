@@ -1,8 +1,11 @@
-"""A small async JSON client for the kube-apiserver calls the controller makes.
+"""The one async JSON client for kube-apiserver, shared by the metrics API server and the HPA controller.
 
-GET/PUT/POST/PATCH with one keep-alive aiohttp session, the Kubernetes ``Status`` of a failure
-kept (code and reason, so callers can tell a conflict from a not-found), and credentials taken
-from the :class:`~autoscaler.k8s.kubeconfig.KubeConfig` on every call (rotated tokens apply).
+The API server posts TokenReviews and SubjectAccessReviews with it; the controller reads and
+writes HPAs, scales, leases and events. Both want one keep-alive aiohttp session, the
+:class:`~autoscaler.k8s.kubeconfig.KubeConfig`'s TLS settings and identity (the bearer token is
+asked for on every call, so a rotated ServiceAccount token applies at once), a content type per
+request (PATCH flavours), and a failure as a Kubernetes ``Status`` (code and reason kept, so a
+conflict can be told from a not-found). List+watch lives in :mod:`autoscaler.k8s.informer`.
 """
 
 from __future__ import annotations
@@ -14,19 +17,15 @@ import aiohttp
 import orjson
 
 from autoscaler.k8s.kubeconfig import KubeConfig
+from autoscaler.k8s.status import ApiError
 
+JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
-class KubeError(Exception):
-    """A failed call: ``code`` is the HTTP status (0 for transport errors), ``reason`` the Status reason."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
+class KubeError(ApiError):
+    """A failed call, as the ``Status`` kube-apiserver answered; ``code`` is 0 (no reason) for transport errors."""
 
     @property
     def conflict(self) -> bool:
@@ -43,13 +42,18 @@ def seg(name: str) -> str:
 
 
 class KubeClient:
-    """JSON requests against kube-apiserver with the kubeconfig's TLS settings and identity."""
+    """JSON requests against kube-apiserver with the kubeconfig's TLS settings and identity.
 
-    def __init__(self, kube: KubeConfig, *, timeout: float = 15.0, user_agent: str = "autoscaler-controller",
+    The TLS context is built here, so a bad CA or client certificate fails at construction
+    (start-up), not on the first request. ``user_agent=None`` sends aiohttp's default.
+    """
+
+    def __init__(self, kube: KubeConfig, *, timeout: float = 15.0, user_agent: str | None = None,
                  connections: int = 16) -> None:
         self.kube = kube
         self.host = kube.host.rstrip("/")
         self.user_agent = user_agent
+        self._ssl = kube.ssl_context()
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -58,7 +62,7 @@ class KubeClient:
     def _sess(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.kube.ssl_context(), limit=self._connections))
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._connections))
         return self._session
 
     async def close(self) -> None:
@@ -67,8 +71,11 @@ class KubeClient:
             self._session = None
 
     async def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None,
-                      content_type: str = "application/json") -> dict[str, Any]:
-        headers = {"Accept": "application/json", "User-Agent": self.user_agent, **self.kube.auth_headers()}
+                      content_type: str = JSON) -> dict[str, Any]:
+        """Send ``body`` (if any) as ``content_type``; the decoded JSON answer, or :class:`KubeError`."""
+        headers = {"Accept": JSON, **self.kube.auth_headers()}
+        if self.user_agent:
+            headers["User-Agent"] = self.user_agent
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -79,7 +86,7 @@ class KubeClient:
                                             timeout=self._timeout) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise _status_error(resp.status, raw, f"{method} {path}")
+                    raise status_error(resp.status, raw, f"{method} {path}")
                 return orjson.loads(raw) if raw else {}
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(0, "", f"{method} {path}: {type(exc).__name__}: {exc}") from exc
@@ -105,11 +112,16 @@ class KubeClient:
         await self.close()
 
 
-def _status_error(code: int, raw: bytes, what: str) -> KubeError:
+def status_error(code: int, raw: bytes, what: str) -> KubeError:
+    """The error for an HTTP failure: the ``Status`` body's reason and message, else the text (``what`` names the call)."""
     try:
-        doc = orjson.loads(raw)
+        doc = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
-        return KubeError(code, "", f"{what}: HTTP {code}: {raw[:200].decode(errors='replace').strip()}")
-    if isinstance(doc, dict) and doc.get("kind") == "Status":
-        return KubeError(code, str(doc.get("reason") or ""), str(doc.get("message") or f"{what}: HTTP {code}"))
-    return KubeError(code, "", f"{what}: HTTP {code}")
+        text = raw[:200].decode(errors="replace").strip()
+        return KubeError(code, "", f"{what}: HTTP {code}: {text}" if text else f"{what}: HTTP {code}")
+    if not isinstance(doc, dict):
+        return KubeError(code, "", f"{what}: HTTP {code}")
+    is_status = doc.get("kind") == "Status"
+    details = doc.get("details") if is_status and isinstance(doc.get("details"), dict) else None
+    return KubeError(code, str(doc.get("reason") or "") if is_status else "",
+                     str(doc.get("message") or f"{what}: HTTP {code}"), details)
