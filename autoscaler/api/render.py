@@ -2,18 +2,22 @@
 
 Listing 30,000 pods is the hot path, so the quantity formatters here are integer-only versions
 of :mod:`autoscaler.k8s.quantity`'s (same output, a fraction of the cost), and timestamp and
-window strings are memoised: every pod scraped from one kubelet shares them.
+window strings are memoised: every pod scraped from one kubelet shares them. For whole listings
+:func:`pod_rests` renders straight from the store's columns (:class:`PodUsageColumns`) with the
+quantity arithmetic vectorised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import orjson
 
 from autoscaler.k8s.timefmt import format_duration, format_time
-from autoscaler.storage.types import NodeUsage, PodUsage
+from autoscaler.storage.types import NodeUsage, PodUsage, PodUsageColumns
 
 GROUP = "metrics.k8s.io"
 VERSION = "v1beta1"
@@ -147,8 +151,15 @@ _NAMES = _JSONNames()
 
 
 def list_json(kind: str, pieces: list[str]) -> bytes:
-    return (f'{{"kind":"{kind}","apiVersion":"{GROUP_VERSION}","metadata":{{}},"items":['
-            + ",".join(pieces) + "]}").encode()
+    head = f'{{"kind":"{kind}","apiVersion":"{GROUP_VERSION}","metadata":{{}},"items":['
+    if not pieces:
+        return (head + "]}").encode()
+    # the envelope goes onto the first and last pieces, so the (megabytes of) text is copied
+    # once by the join and once by the encode, not again for each concatenation
+    parts = list(pieces)
+    parts[0] = head + parts[0]
+    parts[-1] = parts[-1] + "]}"
+    return ",".join(parts).encode()
 
 
 def node_pieces(entries: Sequence[Any], usages: Sequence[NodeUsage | None], created: str, ts: TimeStrings) -> list[str]:
@@ -185,3 +196,91 @@ def pod_pieces(entries: Sequence[Any], usages: Sequence[PodUsage | None], create
         append(f'{e.head}{created}{e.tail}{time_s(u.timestamp)}","window":"{dur_s(u.window)}",'
                f'"containers":[{containers}]}}')
     return out
+
+
+# -- bulk path: quantities and per-pod JSON from the store's columns ---------------------------
+#
+# The same strings as cpu_string / memory_string / pod_pieces, computed with numpy for a whole
+# listing: the per-value arithmetic (stripping zeros, picking the suffix) is vectorised and only
+# the final f-string is per value.
+
+_DEC_BY_E = np.array([_DEC_SUFFIX[e] for e in range(-9, 19, 3)], dtype=object)  # index (e + 9) // 3
+_BIN_BY_K = np.array(_BIN_SUFFIX, dtype=object)
+
+
+def _strip_tens(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` without trailing decimal zeros, and how many were stripped (0 stays 0)."""
+    m = m.copy()
+    tz = np.zeros(len(m), np.int64)
+    for p in (16, 8, 4, 2, 1):  # an int64 has at most 18 trailing zeros
+        d = np.int64(10**p)
+        hit = (m % d == 0) & (m != 0)
+        m[hit] //= d
+        tz[hit] += p
+    return m, tz
+
+
+def _decimal_si_many(m: np.ndarray, e0: int) -> list[str]:
+    """:func:`_decimal_si` of every ``m[i] * 10**e0`` (``m >= 0``, ``e0`` in -9..0)."""
+    m, tz = _strip_tens(m)
+    e = tz + e0
+    k = e % 3
+    m = m * np.power(10, k)  # k <= tz: the result never exceeds the input
+    e -= k
+    out = [f"{a}{b}" for a, b in zip(m.tolist(), _DEC_BY_E[(e + 9) // 3].tolist(), strict=True)]
+    for i in np.flatnonzero(m == 0).tolist():
+        out[i] = "0"
+    return out
+
+
+def cpu_strings(nanocores: np.ndarray) -> list[str]:
+    """:func:`cpu_string` of each value."""
+    a = np.asarray(nanocores, dtype=np.int64)
+    if len(a) and a.min() < 0:
+        return [cpu_string(x) for x in a.tolist()]
+    return _decimal_si_many(a, -9)
+
+
+def memory_strings(num_bytes: np.ndarray) -> list[str]:
+    """:func:`memory_string` of each value."""
+    b = np.asarray(num_bytes, dtype=np.int64)
+    if len(b) and b.min() < 0:
+        return [memory_string(x) for x in b.tolist()]
+    small = b < 1024
+    k = np.zeros(len(b), np.int64)
+    b = b.copy()
+    for _ in range(6):
+        hit = ~small & (k < 6) & (b & 1023 == 0)
+        if not hit.any():
+            break
+        b[hit] >>= 10
+        k[hit] += 1
+    out = [f"{a}{s}" for a, s in zip(b.tolist(), _BIN_BY_K[k].tolist(), strict=True)]
+    if small.any():
+        where = np.flatnonzero(small)
+        for i, v in zip(where.tolist(), _decimal_si_many(b[where], 0), strict=True):
+            out[i] = v
+    return out
+
+
+def _strings_of(values: np.ndarray, fmt: Any) -> list[str]:
+    """``fmt(v)`` of each value, formatting each distinct value once."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    done = [fmt(v) for v in uniq.tolist()]
+    return [done[i] for i in inv.tolist()]
+
+
+def pod_rests(cols: PodUsageColumns, ts: TimeStrings) -> list[str]:
+    """For each pod of ``cols``, its encoded PodMetrics item after the metadata: everything
+    :func:`pod_pieces` writes after ``entry.tail`` (timestamp, window, containers)."""
+    if not len(cols):
+        return []
+    times = _strings_of(cols.timestamp_us, lambda us: ts.time(us / 1_000_000))
+    windows = _strings_of(cols.window_us, lambda us: ts.duration(us / 1_000_000))
+    names = _NAMES
+    conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"}}}}' for n, c, m in
+             zip(cols.names, cpu_strings(cols.cpu_nanocores), memory_strings(cols.memory_bytes), strict=True)]
+    if len(conts) != len(cols):  # some pods have several containers: join each pod's
+        off = cols.offsets.tolist()
+        conts = [",".join(conts[a:b]) for a, b in pairwise(off)]
+    return [f'{t}","window":"{w}","containers":[{c}]}}' for t, w, c in zip(times, windows, conts, strict=True)]

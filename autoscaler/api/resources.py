@@ -5,6 +5,10 @@ with ``--node-selector`` for nodes) and the field selector, ask the metrics stor
 objects in one call, drop objects without data and keep the index's order (nodes by name, pods
 by namespace then name). A single get distinguishes "no such object" (lister 404) from "no
 metrics for it yet" (metrics 404), with metrics-server's messages.
+
+Pod lists are served from a cache of each pod's encoded usage (the JSON after its metadata),
+valid while the store's ``version`` is unchanged: the data changes once per metric resolution
+but is listed far more often, and rendering 30,000 pods costs more than looking them up.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from autoscaler.api.objects import ObjectIndex
-from autoscaler.api.render import GROUP, TimeStrings, list_json, node_item, node_pieces, pod_item, pod_pieces
+from autoscaler.api.render import (
+    GROUP,
+    TimeStrings,
+    list_json,
+    node_item,
+    node_pieces,
+    pod_item,
+    pod_pieces,
+    pod_rests,
+)
 from autoscaler.k8s.selectors import (
     FieldSelector,
     LabelSelector,
@@ -90,26 +103,58 @@ def _gc_paused() -> Iterator[None]:
 
 @dataclass
 class Listing:
-    """The answer to a list (or get): matching index entries and their usage, renderable two ways."""
+    """The answer to a list (or get): matching index entries and their usage, renderable two ways.
+
+    Either ``usages`` (aligned with ``entries``, ``None`` = no data) or, from the pod cache,
+    ``rests`` (the encoded usage of each entry, all served) plus ``load``, which reads the
+    entries' usages from the store when dicts are wanted (Table and metadata conversions).
+    """
 
     kind: str
     list_kind: str
     entries: list[Any]
-    usages: list[Any]
+    usages: list[Any] | None
     created: str
     ts: TimeStrings
+    rests: list[str] | None = None
+    load: Callable[[], list[Any]] | None = None
 
     def items(self) -> list[dict[str, Any]]:
         """Items as dicts (for Table / metadata conversions and single objects)."""
+        if self.usages is None:
+            self.usages = self.load() if self.load is not None else [None] * len(self.entries)
         build = pod_item if self.kind == "PodMetrics" else node_item
         return [build(u, e.labels, self.created, self.ts) for e, u in zip(self.entries, self.usages, strict=True)
                 if u is not None]
 
     def json(self) -> bytes:
         """The ``*MetricsList`` document, encoded on the fast path."""
-        pieces = pod_pieces if self.kind == "PodMetrics" else node_pieces
         with _gc_paused():
+            if self.rests is not None:
+                c = self.created
+                return list_json(self.list_kind, [f"{e.head}{c}{e.tail}{r}"
+                                                  for e, r in zip(self.entries, self.rests, strict=True)])
+            assert self.usages is not None
+            pieces = pod_pieces if self.kind == "PodMetrics" else node_pieces
             return list_json(self.list_kind, pieces(self.entries, self.usages, self.created, self.ts))
+
+
+_MISSING = object()
+
+
+class _PodCache:
+    """Each pod's encoded usage and timestamp (``None``: not served) at one store version.
+
+    Keyed by the index entry's ``head`` string: it encodes exactly (namespace, name), and being
+    the same string object request after request, it is found by identity without building a
+    key tuple or comparing names.
+    """
+
+    __slots__ = ("by_head", "version")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.by_head: dict[str, tuple[str, float] | None] = {}
 
 
 class MetricsResources:
@@ -124,6 +169,7 @@ class MetricsResources:
         self._clock = clock
         self._observe = observe_freshness
         self._ts = TimeStrings()
+        self._pod_cache = _PodCache(-1)
 
     def _listing(self, kind: str, entries: list[Any], usages: list[Any]) -> Listing:
         now = self._clock()
@@ -132,6 +178,51 @@ class MetricsResources:
             if stamps:
                 self._observe(now - np.asarray(stamps, dtype=np.float64))
         return Listing(kind, kind + "List", entries, usages, format_time(now), self._ts)
+
+    def _cached_pod_listing(self, candidates: list[tuple[str, str, Any]]) -> Listing | None:
+        """The pod listing from the per-pod cache, reading only missing pods from the store;
+        ``None`` when the storage has no versioned bulk read."""
+        version = getattr(self.storage, "version", None)
+        bulk = getattr(self.storage, "pod_usage_columns", None)
+        if not isinstance(version, int) or bulk is None:
+            return None
+        cache = self._pod_cache
+        if cache.version != version:
+            cache = self._pod_cache = _PodCache(version)
+        if cache.by_head:
+            get = cache.by_head.get
+            found = [get(c[2].head, _MISSING) for c in candidates]
+            miss = [i for i, f in enumerate(found) if f is _MISSING]
+        else:  # first list since the store changed
+            found, miss = [], list(range(len(candidates)))
+        if miss:
+            todo = candidates if len(miss) == len(candidates) else [candidates[i] for i in miss]
+            cols = bulk([(ns, n) for ns, n, _ in todo])
+            if cols.version != cache.version:  # the store moved on meanwhile: read everything at its version
+                miss, todo = list(range(len(candidates))), candidates
+                cols = bulk([(ns, n) for ns, n, _ in todo])
+                cache = self._pod_cache = _PodCache(cols.version)
+            values: list[tuple[str, float] | None] = [None] * len(todo)
+            for j, r, t in zip(cols.index.tolist(), pod_rests(cols, self._ts),
+                               (cols.timestamp_us / 1_000_000).tolist(), strict=True):
+                values[j] = (r, t)
+            cache.by_head.update(zip([c[2].head for c in todo], values, strict=True))
+            if len(todo) == len(candidates):
+                found = values
+            else:
+                for i, v in zip(miss, values, strict=True):
+                    found[i] = v
+        entries = [c[2] for c, f in zip(candidates, found, strict=True) if f is not None]
+        rests = [f[0] for f in found if f is not None]  # type: ignore[index]
+        now = self._clock()
+        if self._observe is not None and entries:
+            self._observe(now - np.array([f[1] for f in found if f is not None], dtype=np.float64))  # type: ignore[index]
+
+        def load() -> list[Any]:
+            return list(self.storage.pod_metrics([(ns, n) for (ns, n, _), f in zip(candidates, found, strict=True)
+                                                  if f is not None]))
+
+        return Listing("PodMetrics", "PodMetricsList", entries, None, format_time(now), self._ts, rests, load)
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -164,6 +255,9 @@ class MetricsResources:
         if not candidates:
             return self._listing("PodMetrics", [], [])
         with _gc_paused():
+            cached = self._cached_pod_listing(candidates)
+            if cached is not None:
+                return cached
             usages = self.storage.pod_metrics([(ns, n) for ns, n, _ in candidates])
             return self._listing("PodMetrics", [c[2] for c in candidates], list(usages))
 

@@ -82,3 +82,41 @@ class MetricsStorage(Protocol):
     def pod_metrics(self, keys: list[tuple[str, str]]) -> list[PodUsage | None]: ...
 
     def ready(self) -> bool: ...
+
+
+@dataclass(slots=True, frozen=True)
+class PodUsageColumns:
+    """Latest usage of many pods at once, column by column (no object per pod).
+
+    The API lists tens of thousands of pods per request; building a :class:`PodUsage` and a
+    :class:`ContainerUsage` per pod costs more than the rates themselves, so bulk readers get
+    arrays. Served pod ``j`` is ``keys[index[j]]`` of the request; its containers (by name) are
+    ``offsets[j]:offsets[j + 1]`` of ``names``/``cpu_nanocores``/``memory_bytes``. Times are
+    integer microseconds (exact; divide by 1e6 for Unix seconds). ``version`` is the store's
+    :attr:`version` the read was made at: an unchanged version means unchanged answers.
+    """
+
+    index: np.ndarray  # intp, ascending positions into the requested keys
+    timestamp_us: np.ndarray  # int64, per served pod
+    window_us: np.ndarray  # int64, per served pod
+    offsets: np.ndarray  # intp, len(index) + 1
+    names: list[str]
+    cpu_nanocores: np.ndarray  # int64, per container
+    memory_bytes: np.ndarray  # int64, per container
+    version: int = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def usages(self, keys: list[tuple[str, str]]) -> list[PodUsage | None]:
+        """The same answer as :class:`PodUsage` objects (``None`` where a pod is not served)."""
+        out: list[PodUsage | None] = [None] * len(keys)
+        conts = list(map(ContainerUsage, self.names, self.cpu_nanocores.tolist(), self.memory_bytes.tolist()))
+        off = self.offsets.tolist()
+        single = len(conts) == len(self.index)
+        for j, (i, t, w) in enumerate(zip(self.index.tolist(), self.timestamp_us.tolist(), self.window_us.tolist(),
+                                          strict=True)):
+            key = keys[i]
+            out[i] = PodUsage(key[0], key[1], t / 1_000_000, w / 1_000_000,
+                              (conts[j],) if single else tuple(conts[off[j]:off[j + 1]]))
+        return out

@@ -28,7 +28,7 @@ import numpy as np
 import structlog
 
 from autoscaler.storage.rings import Rings
-from autoscaler.storage.types import ContainerUsage, NodeBatch, NodeUsage, PodUsage
+from autoscaler.storage.types import NodeBatch, NodeUsage, PodUsage, PodUsageColumns
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +88,7 @@ class WindowStore:
         self._pods: dict[tuple[str, str], _Pod] = {}
         self._now = -math.inf
         self._gen = 0
+        self._version = 0  # bumped by every change a read could see (see :attr:`version`)
         self._ready_cache: bool | None = None
 
     # -- writing ---------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class WindowStore:
             unique[b.node] = b
         with self._lock:
             self._ready_cache = None
+            self._version += 1
             n_rows: list[int] = []
             n_vals: list[tuple[int, int, int, int]] = []
             used: list[tuple[_Node, NodeBatch]] = []
@@ -240,6 +242,7 @@ class WindowStore:
             if entry is None:
                 return
             self._ready_cache = None
+            self._version += 1
             if entry.row >= 0:
                 self._node_rings.release([entry.row])
             for key in entry.pod_keys:
@@ -251,7 +254,9 @@ class WindowStore:
     def expire(self, now: float) -> list[str]:
         """Advance the store's clock; evict nodes not scraped successfully for ``history``."""
         with self._lock:
-            self._now = max(self._now, now)
+            if now > self._now:  # the clock decides which nodes are fresh enough to serve
+                self._now = now
+                self._version += 1
             self._ready_cache = None
             gone = [name for name, e in self._nodes.items() if e.last_scrape < now - self.history]
         for name in gone:
@@ -293,36 +298,70 @@ class WindowStore:
         resolution of the latest), for the controller; memory is the latest working set."""
         return self._pods_usage(keys, window)
 
+    @property
+    def version(self) -> int:
+        """Changes whenever a read could answer differently (ingest, eviction, the clock moving on);
+        readers cache what they derive from the store against it (the API's rendered JSON)."""
+        return self._version
+
+    def pod_usage_columns(self, keys: list[tuple[str, str]]) -> PodUsageColumns:
+        """:meth:`pod_metrics` for bulk readers: the same answer as arrays, no object per pod."""
+        return self._pod_columns(keys, None)
+
     def _pods_usage(self, keys: list[tuple[str, str]], window: float | None) -> list[PodUsage | None]:
+        return self._pod_columns(keys, window).usages(keys)
+
+    def _pod_columns(self, keys: list[tuple[str, str]], window: float | None) -> PodUsageColumns:
+        """The servable pods among ``keys`` and their usage: one numpy pass over all their series.
+
+        A pod is served only if every container has a rate; its timestamp and window are those of
+        its container with the oldest latest sample (the first such, in name order).
+        """
         with self._lock:
-            pods = [self._servable(tuple(k)) for k in keys]  # type: ignore[arg-type]
-            out: list[PodUsage | None] = [None] * len(keys)
-            idx = [i for i, p in enumerate(pods) if p is not None]
+            get = self._pods.get
+            try:
+                pods = list(map(get, keys))
+            except TypeError:  # unhashable keys (lists): normalise
+                pods = [get(tuple(k)) for k in keys]  # type: ignore[arg-type]
+            limit = self._now - self.stale_after
+            idx = [i for i, p in enumerate(pods)
+                   if p is not None and p.node.last_scrape >= limit and len(p.rows) and p.node.pod_complete[p.index]]
             if not idx:
-                return out
-            rows = np.concatenate([pods[i].rows for i in idx])  # type: ignore[union-attr]
+                empty = np.empty(0, np.int64)
+                return PodUsageColumns(np.empty(0, np.intp), empty, empty, np.zeros(1, np.intp), [], empty, empty,
+                                       self._version)
+            served = [pods[i] for i in idx]
+            row_lists = [p.rows for p in served]  # type: ignore[union-attr]
+            counts = np.fromiter(map(len, row_lists), np.intp, len(served))
+            rows = np.concatenate(row_lists)
             if window is None:
                 ok, t1, win, cores, mem = self._containers.latest_pair(rows)
             else:
                 ok, t1, win, cores, mem = self._containers.window_pair(
                     rows, round(window * _US), round(self.resolution * _US / 2))
-            ok_l, t1_l, win_l = ok.tolist(), t1.tolist(), win.tolist()
-            cores_l, mem_l = cores.tolist(), mem.tolist()
-            pos = 0
-            for i in idx:
-                pod = pods[i]
-                n = len(pod.rows)  # type: ignore[union-attr]
-                sl = slice(pos, pos + n)
-                pos += n
-                if not all(ok_l[sl]):
-                    continue
-                first = min(range(sl.start, sl.stop), key=t1_l.__getitem__)
-                out[i] = PodUsage(
-                    keys[i][0], keys[i][1], t1_l[first] / _US, win_l[first] / _US,
-                    tuple(ContainerUsage(name, cores_l[sl.start + c], mem_l[sl.start + c])
-                          for c, name in enumerate(pod.names)),  # type: ignore[union-attr]
-                )
-            return out
+            starts = np.zeros(len(served), np.intp)
+            np.cumsum(counts[:-1], out=starts[1:])
+            if len(rows) == len(served):  # one container per pod: nothing to group
+                pod_ok, first = ok, np.arange(len(rows))
+            else:
+                pod_ok = np.logical_and.reduceat(ok, starts)
+                # lexsort is stable: within a pod, the earliest timestamp, ties by name order
+                first = np.lexsort((t1, np.repeat(np.arange(len(served)), counts)))[starts]
+            keep = np.flatnonzero(pod_ok)
+            version = self._version
+            if len(keep) == len(served):
+                names = ([p.names[0] for p in served] if len(rows) == len(served)  # type: ignore[union-attr]
+                         else [n for p in served for n in p.names])  # type: ignore[union-attr]
+                c_rows: slice | np.ndarray = slice(None)
+                kept_counts = counts
+            else:
+                names = [n for j in keep.tolist() for n in served[j].names]  # type: ignore[union-attr]
+                c_rows = np.repeat(pod_ok, counts)
+                kept_counts = counts[keep]
+        offsets = np.zeros(len(keep) + 1, np.intp)
+        np.cumsum(kept_counts, out=offsets[1:])
+        return PodUsageColumns(np.asarray(idx, np.intp)[keep], t1[first[keep]], win[first[keep]], offsets, names,
+                               cores[c_rows], mem[c_rows], version)
 
     def all_pod_keys(self) -> list[tuple[str, str]]:
         """Every pod with stored series (servable or not)."""
