@@ -60,6 +60,11 @@ def test_json_output_ranks_every_configuration(trace_file: Path) -> None:
         s = i["scores"]
         assert s["core_hours"] > 0 and s["pod_hours"] == pytest.approx(2 * s["core_hours"])
         assert s["sync_errors"] == 0
+        # balanced = cost + priced SLO risk + priced churn, and the terms add up to the objective
+        terms = i["objectiveTerms"]
+        assert set(terms) == {"cost", "unmet", "underProvisioned", "churn"}
+        assert terms["cost"] == pytest.approx(s["core_hours"]) and terms["churn"] > 0
+        assert sum(terms.values()) == pytest.approx(i["objective"])
     by = {(i["settings"][UTIL], i["settings"]["spec.behavior.scaleDown.stabilizationWindowSeconds"]): i["scores"]
           for i in valid}
     # A higher target provisions fewer cores; no stabilization window scales down more often.
@@ -76,6 +81,8 @@ def test_csv_output_and_objective(trace_file: Path) -> None:
     assert [r[UTIL] for r in sweep] == ["80", "40"]  # cheapest first
     assert float(sweep[0]["core_hours"]) < float(sweep[1]["core_hours"])
     assert sweep[0]["rank"] == "1"
+    p = run("sim", "replay", str(trace_file), "--under-provisioned-penalty", "-1", check=False)
+    assert p.returncode == 2 and "--under-provisioned-penalty: invalid penalty '-1'" in p.stderr
 
 
 def test_report_writes_plots_and_a_self_contained_html(trace_file: Path, tmp_path: Path) -> None:

@@ -5,11 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sim.replay.sweep as sweep_mod
 from autoscaler.hpa import ControllerConfig
 from sim.replay.engine import ReplayOptions, Timeline, replay
 from sim.replay.load import build_load, dispersion_weights, spread
 from sim.replay.scores import scale_event_stats, score
-from sim.replay.sweep import SweepError, expand, objective_value, parse_path, parse_set, rank, set_path, split_values
+from sim.replay.sweep import (
+    SweepError,
+    Weights,
+    balanced_terms,
+    expand,
+    objective_value,
+    parse_path,
+    parse_set,
+    rank,
+    replay_config,
+    run_configs,
+    score_run,
+    set_path,
+    split_values,
+)
 from sim.replay.synth import hpa_manifest
 from sim.replay.trace import ContainerTrace, HPARecord, PodTrace, Trace, WorkloadTrace
 
@@ -194,14 +209,93 @@ def test_sweep_paths_values_and_products() -> None:
 
 
 def test_ranking_by_objective() -> None:
-    good = {"core_hours": 10.0, "unmet_core_seconds": 0.0, "reversals": 3, "scale_events": 9}
-    cheap = {"core_hours": 6.0, "unmet_core_seconds": 3600.0, "reversals": 0, "scale_events": 2}
-    assert objective_value(good, "balanced", 10) == 10.0
-    assert objective_value(cheap, "balanced", 10) == 16.0
+    good = {"core_hours": 10.0, "unmet_core_seconds": 0.0, "under_provisioned_seconds": 0.0, "reversals": 3,
+            "scale_events": 9}
+    cheap = {"core_hours": 6.0, "unmet_core_seconds": 3600.0, "under_provisioned_seconds": 1800.0, "reversals": 0,
+             "scale_events": 2}
+    w = Weights(mean_demand=2.0, pod_cores=0.5)
+    # good: 10 + churn (5 x 3 + 1 x 9) x 0.5 / 60 = 10.2
+    assert objective_value(good, "balanced", w) == pytest.approx(10.2)
+    # cheap: 6 + 10 x 1 unmet core-hour + 10 x 2 cores x 0.5 h + (0 + 2) x 0.5 / 60
+    assert objective_value(cheap, "balanced", w) == pytest.approx(6 + 10 + 10 + 1 / 60)
     configs = expand(hpa_manifest("web"), ControllerConfig(), 15.0, [parse_set("spec.maxReplicas=5,6")])
     configs[0].scores, configs[1].scores = good, cheap
-    assert [c.index for c in rank(configs, "balanced", 10)] == [0, 1]
-    assert [c.index for c in rank(configs, "cost", 10)] == [1, 0]
-    assert [c.index for c in rank(configs, "flapping", 10)] == [1, 0]
+    assert [c.index for c in rank(configs, "balanced", w)] == [0, 1]
+    assert [c.index for c in rank(configs, "cost", w)] == [1, 0]
+    assert [c.index for c in rank(configs, "flapping", w)] == [1, 0]
     with pytest.raises(SweepError, match="unknown objective"):
-        objective_value(good, "beauty", 1)
+        objective_value(good, "beauty", w)
+
+
+def test_balanced_prefers_a_stable_configuration_to_a_slightly_cheaper_flapping_one() -> None:
+    # 10 minutes at 1-minute steps, 1.4 cores of demand, 0.5 cores requested per pod.
+    times = START + 60.0 * np.arange(10)
+    demand = np.full(10, 1.4)
+    stable = np.full(10, 4)
+    flapping = np.array([4, 3] * 5)  # 3 pods (1.5 cores) still cover the demand: only churn differs
+    s_stable = score(Timeline(times, stable, stable, stable), demand, 60.0, 0.5, None, 1, 10)
+    s_flap = score(Timeline(times, flapping, flapping, flapping), demand, 60.0, 0.5, None, 1, 10)
+    # cost: 40 vs 35 pod-minutes of 0.5 cores
+    assert s_stable["core_hours"] == pytest.approx(40 * 0.5 / 60)
+    assert s_flap["core_hours"] == pytest.approx(35 * 0.5 / 60)
+    assert s_flap["under_provisioned_seconds"] == 0 and s_flap["unmet_core_seconds"] == 0
+    assert (s_flap["scale_events"], s_flap["reversals"]) == (9, 8)
+    w = Weights(mean_demand=1.4, pod_cores=0.5)  # the defaults: 5 pod-minutes a reversal, 1 a scale event
+    terms = balanced_terms(s_flap, w)
+    assert terms["churn"] == pytest.approx((5 * 8 + 1 * 9) * 0.5 / 60)
+    assert terms["unmet"] == 0 and terms["underProvisioned"] == 0
+    assert objective_value(s_stable, "balanced", w) == pytest.approx(20 / 60)
+    assert objective_value(s_flap, "balanced", w) == pytest.approx(17.5 / 60 + 24.5 / 60)
+    configs = expand(hpa_manifest("web"), ControllerConfig(), 15.0, [parse_set("spec.maxReplicas=5,6")])
+    configs[0].scores, configs[1].scores = s_flap, s_stable
+    assert [c.index for c in rank(configs, "balanced", w)] == [1, 0]
+    # Cost alone (churn priced at zero) picks the flapping one.
+    free_churn = Weights(reversal=0.0, scale_event=0.0, mean_demand=1.4, pod_cores=0.5)
+    assert [c.index for c in rank(configs, "balanced", free_churn)] == [0, 1]
+    assert [c.index for c in rank(configs, "cost", w)] == [0, 1]
+
+
+def test_balanced_prices_under_provisioned_time_in_hours_of_mean_demand() -> None:
+    times = START + 60.0 * np.arange(4)
+    demand = np.array([1.0, 2.0, 2.0, 1.0])
+    ready = np.array([2, 2, 4, 4])  # 1 core short at step 1 only
+    s = score(Timeline(times, ready, ready, ready), demand, 60.0, 0.5, None, 1, 10)
+    assert s["under_provisioned_seconds"] == 60.0 and s["unmet_core_seconds"] == pytest.approx(60.0)
+    load_scale = Weights.for_load(_flat_load(np.full(8, 1.5), 3), unmet=4.0, under_provisioned=2.0)
+    assert load_scale.mean_demand == pytest.approx(1.5) and load_scale.pod_cores == 0.5
+    terms = balanced_terms(s, load_scale)
+    assert terms["unmet"] == pytest.approx(4.0 / 60)  # 1 unmet core-minute x 4
+    assert terms["underProvisioned"] == pytest.approx(2.0 * 1.5 / 60)  # 1 minute x 2 x mean demand
+    with pytest.raises(SweepError, match="under-provisioned penalty must be a number >= 0"):
+        Weights.for_load(_flat_load(np.full(8, 1.5), 3), under_provisioned=-1.0)
+
+
+@pytest.mark.parametrize("dispersion", ["even", "recorded"])
+def test_parallel_sweep_matches_single_replays_and_replays_twins_once(monkeypatch: pytest.MonkeyPatch,
+                                                                      dispersion: str) -> None:
+    rng = np.random.default_rng(3)
+    demand = 1.0 + 2.5 * (np.arange(480) % 120 > 60) + 0.3 * rng.random(480)
+    load = _flat_load(demand, 2)
+    load.dispersion[:] = 0.3
+    base = hpa_manifest("web", "ns", target=60, max_replicas=12)
+    sets = [parse_set("spec.metrics[0].resource.target.averageUtilization=50,80"),
+            parse_set("spec.behavior.scaleDown.stabilizationWindowSeconds=0,300,300")]
+    configs = expand(base, ControllerConfig(), 15.0, sets)
+    done: list[int] = []
+    run_configs(load, configs, dispersion=dispersion, seed=4, jobs=2, on_done=lambda: done.append(1),
+                keep=lambda c: c.index == 0)
+    assert len(done) == len(configs) == 6
+    assert configs[0].timeline is not None and all(c.timeline is None for c in configs[1:])
+    for c in configs:
+        tl = replay_config(load, c, dispersion=dispersion, seed=4)
+        assert c.scores == score_run(load, tl, c.hpa), c.label
+    # The repeated window value is the same configuration: same scores, replayed once.
+    assert configs[1].scores == configs[2].scores and configs[4].scores == configs[5].scores
+    assert configs[0].scores["scale_events"] > configs[1].scores["scale_events"]
+    single = expand(base, ControllerConfig(), 15.0, sets)
+    calls: list[int] = []
+    real = sweep_mod.replay
+    monkeypatch.setattr(sweep_mod, "replay", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_configs(load, single, dispersion=dispersion, seed=4, jobs=1)
+    assert len(calls) == 4
+    assert [c.scores for c in single] == [c.scores for c in configs]

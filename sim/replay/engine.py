@@ -66,8 +66,33 @@ def _milli_cpu(cores: np.ndarray) -> np.ndarray:
     return np.ceil(nano / 1e6 - 1e-9).astype(np.int64)
 
 
+def _milli_cpu_one(cores: float) -> int:
+    """:func:`_milli_cpu` of one value in plain Python (same IEEE operations, no numpy call overhead)."""
+    return math.ceil(round(cores * 1e9) / 1e6 - 1e-9)
+
+
+def _filled(n: int, value: float | int, dtype: Any) -> np.ndarray:
+    """``np.full(n, value, dtype)`` without its Python-level overhead (it runs several times per sync)."""
+    a = np.empty(n, dtype)
+    a.fill(value)
+    return a
+
+
+_RUNNING8, _PENDING8 = np.int8(RUNNING), np.int8(PENDING)
+_TRUE8, _FALSE8 = np.int8(COND_TRUE), np.int8(COND_FALSE)
+#: rows of the live-pod matrix; STARTED..FRESH are the times the next rebuild compares against the clock
+CREATED, STARTED, READY_T, READY_M, FRESH, ZS, ID = range(7)
+
+
 def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
-    """Replay ``load`` under ``opts.hpa``; the returned timeline is on ``load.times``."""
+    """Replay ``load`` under ``opts.hpa``; the returned timeline is on ``load.times``.
+
+    The loop is the hot path of every sweep (40,320 syncs for 7 days at 15 s): per sync it only
+    indexes plain lists, fills the few metric columns and calls ``decide``. The live pods are one
+    small float matrix (rows ``CREATED`` .. ``ID``) so a rebuild of the pod columns, needed only when
+    a pod changes state (a scale event, a pod starting, getting metrics or becoming Ready), is a
+    handful of numpy calls.
+    """
     h = compile_hpa(opts.hpa)
     cfg = opts.controller
     res = load.resolution
@@ -76,21 +101,35 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     rng = np.random.default_rng(opts.seed)
     req_milli = None if load.cpu_request is None else round(load.cpu_request * 1000)
     mem_req_milli = None if load.memory_request is None else round(load.memory_request * 1000)
+    times_l: list[float] = load.times.tolist()
+    demand_l: list[float] = load.demand.tolist()
+    disp_l: list[float] = load.dispersion.tolist()
+    last_k = len(times_l) - 1
+    i64, f64 = np.int64, np.float64
+    pend, rdel = load.pending_delay, load.ready_delay
+    limit = load.cpu_limit
+    weights_on = opts.dispersion == "recorded"
+    mem_base, mem_slope = load.memory_base, load.memory_per_core
+    startup = load.startup_cores
+    window = np.float64(res)
+    fresh = min(FRESH_CONTAINER_AGE, res)
 
     n0 = opts.initial_replicas if opts.initial_replicas is not None else int(load.recorded_replicas[0])
     n0 = max(n0, 0)
-    # Pod columns of the live pods (change only on scale events) and the full event log.
+    # The live pods (columns; rows CREATED..ID) change only on scale events; the log keeps every pod.
     settled = start - SETTLED
-    created = np.full(n0, settled - 60.0)
-    started = np.full(n0, settled - 30.0)
-    ready_at = np.full(n0, settled)
-    zs = rng.standard_normal(n0)
-    ids = np.arange(n0, dtype=np.int64)
+    pm = np.empty((7, n0))
+    pm[CREATED] = settled - 60.0
+    pm[STARTED] = settled - 30.0
+    pm[READY_T] = pm[READY_M] = settled
+    pm[FRESH] = pm[STARTED] + fresh
+    pm[ZS] = rng.standard_normal(n0)
+    pm[ID] = np.arange(n0)
     names = [f"{load.name}-{i}" for i in range(n0)]
     next_id = n0
-    log_created: list[float] = created.tolist()
-    log_started: list[float] = started.tolist()
-    log_ready: list[float] = ready_at.tolist()
+    log_created: list[float] = pm[CREATED].tolist()
+    log_started: list[float] = pm[STARTED].tolist()
+    log_ready: list[float] = pm[READY_T].tolist()
     log_deleted: list[float] = [math.inf] * n0
     change_t: list[float] = [start]
     change_v: list[int] = [n0]
@@ -101,68 +140,85 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     errors: list[str] = []
     n_err = 0
     syncs = 0
-    pend, rdel = load.pending_delay, load.ready_delay
-    limit = load.cpu_limit
-    weights_on = opts.dispersion == "recorded"
-    mem_base, mem_slope = load.memory_base, load.memory_per_core
-    startup = load.startup_cores
-    window = np.float64(res)
-    fresh = min(FRESH_CONTAINER_AGE, res)
     next_change = -math.inf
     last_tm = math.nan
+    newest_start = -math.inf  # the latest start among the pods with metrics (decides their windows)
+    sync_period = opts.sync_period
+    thresholds = np.empty((4, 1))
 
-    t = start + opts.sync_period
+    t = start + sync_period
     if len(load.change_offsets):
         # Keep the recorded controller's phase (its replica changes mark its syncs).
-        t = start + (float(np.median(load.change_offsets % opts.sync_period)) or opts.sync_period)
+        t = start + (float(np.median(load.change_offsets % sync_period)) or sync_period)
     while t <= end + 1e-9:
         syncs += 1
-        k = min(int((t - start) / res + 1e-9), len(load.times) - 1)
-        tm = float(load.times[k])
-        n = len(ids)
+        k = min(int((t - start) / res + 1e-9), last_k)
+        tm = times_l[k]
+        n = len(names)
         if t >= next_change:
-            # Pod states changed since the last build (or a scale event happened): rebuild the columns.
-            running = started <= t
-            is_ready = ready_at <= t
+            # A pod changed state since the last build (or a scale event happened): rebuild the
+            # columns. Pods start and become Ready at the sync time t; the metrics pipeline holds the
+            # latest step tm, where metrics-server's fresh-container rule gives a pod a rate once it
+            # has run for 10 s, and a pod counts as ready for its metrics if it was Ready by then.
+            thresholds[:, 0] = (t, t, tm, tm)
+            events = pm[STARTED:ZS]
+            passed = events <= thresholds
+            next_change = float(np.where(passed, math.inf, events).min()) if n else math.inf
+            running, is_ready, has = passed[0], passed[1], passed[3]
+            created, started, ready_at = pm[CREATED], pm[STARTED], pm[READY_T]
             pods = PodSet(
                 names,
-                np.where(running, RUNNING, PENDING).astype(np.int8),
-                np.where(is_ready, COND_TRUE, COND_FALSE).astype(np.int8),
+                np.where(running, _RUNNING8, _PENDING8),
+                np.where(is_ready, _TRUE8, _FALSE8),
                 np.where(is_ready, ready_at, created),
                 np.where(running, started, np.nan),
                 np.zeros(n, bool),
-                {} if req_milli is None else {"cpu": np.full(n, req_milli, np.int64)},
+                {} if req_milli is None else {"cpu": _filled(n, req_milli, i64)},
             )
             if mem_req_milli is not None:
-                pods.requests["memory"] = np.full(n, mem_req_milli, np.int64)
-            pending_times = np.concatenate([started[started > t], ready_at[ready_at > t],
-                                            (started + fresh)[started + fresh > tm], (started + res)[started + res > tm], ready_at[ready_at > tm]])
-            next_change = float(pending_times.min()) if len(pending_times) else math.inf
-            # What the metrics pipeline holds at the latest step: metrics-server's fresh-container
-            # rule gives a pod a rate once it has run for 10 s, measured from its start.
-            has = started + fresh <= tm
-            ready_m = has & (ready_at <= tm)
-            all_has = bool(has.all())
-            n_ready = int(ready_m.sum())
-            m_names = names if all_has else [nm for nm, hv in zip(names, has.tolist(), strict=True) if hv]
+                pods.requests["memory"] = _filled(n, mem_req_milli, i64)
+            ready_m = has & passed[2]
+            all_has = np.count_nonzero(has) == n
+            n_ready = int(np.count_nonzero(ready_m))
+            if all_has:
+                started_m, m_names, ready_among_m = started, names, ready_m
+            else:
+                started_m, ready_among_m = started[has], ready_m[has]
+                m_names = [nm for nm, hv in zip(names, has.tolist(), strict=True) if hv]
             nm = len(m_names)
-            ts_col, win_col = np.full(nm, tm), np.minimum(window, tm - started[has])
-            simple = all_has and n_ready == n and not weights_on
-            last_tm = tm
-        elif tm != last_tm:
-            ts_col, win_col = np.full(nm, tm), np.minimum(window, tm - started[has])
+            newest_start = float(started_m.max()) if nm else -math.inf
+            simple = n > 0 and all_has and n_ready == n and not weights_on
+            last_tm = math.nan  # force new metric columns
+        if tm != last_tm:
+            ts_col = _filled(nm, tm, f64)
+            # min(window, tm - start) is the full window for every pod once the newest is old enough
+            # (subtraction is monotone, so testing the newest start is exact).
+            win_col = _filled(nm, window, f64) if tm - newest_start >= window else np.minimum(window, tm - started_m)
             last_tm = tm
         if simple:
-            share = float(load.demand[k]) / n
+            share = demand_l[k] / n
             if limit is not None and share > limit:
                 share = limit
-            cpu_m = np.full(n, _milli_cpu(np.float64(share)), np.int64)
-            mem = np.full(n, round((mem_base + mem_slope * share) * 1000), np.int64)
+            cpu_m = _filled(n, _milli_cpu_one(share), i64)
+            mem = _filled(n, round((mem_base + mem_slope * share) * 1000), i64)
+        elif not weights_on:
+            # Even spread: a pod with metrics is either ready (its share) or starting (startup CPU).
+            if n_ready:
+                share = demand_l[k] / n_ready
+                if limit is not None and share > limit:
+                    share = limit
+                boot = startup
+            else:
+                share = 0.0
+                boot = startup if limit is None or startup <= limit else limit
+            cpu_m = np.where(ready_among_m, _milli_cpu_one(share), _milli_cpu_one(boot))
+            mem = np.where(ready_among_m, round((mem_base + mem_slope * share) * 1000),
+                           round((mem_base + mem_slope * boot) * 1000))
         else:
             cpu = np.where(has, startup, 0.0)
             if n_ready:
-                w = dispersion_weights(float(load.dispersion[k]), zs[ready_m]) if weights_on else None
-                cpu[ready_m] = spread(float(load.demand[k]), n_ready, w, limit)
+                w = dispersion_weights(disp_l[k], pm[ZS][ready_m])
+                cpu[ready_m] = spread(demand_l[k], n_ready, w, limit)
             elif limit is not None:
                 np.minimum(cpu, limit, out=cpu)
             if not all_has:
@@ -182,33 +238,37 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             new = int(d.scale_to)
             if new > n:
                 m = new - n
-                new_ids = np.arange(next_id, next_id + m, dtype=np.int64)
+                began, ready = t + pend, t + pend + rdel
+                block = np.empty((7, m))
+                block[CREATED] = t
+                block[STARTED] = began
+                block[READY_T] = block[READY_M] = ready
+                block[FRESH] = began + fresh
+                block[ZS] = rng.standard_normal(m)
+                block[ID] = np.arange(next_id, next_id + m)
+                pm = np.concatenate([pm, block], axis=1)
+                names = names + [f"{load.name}-{i}" for i in range(next_id, next_id + m)]
                 next_id += m
-                ids = np.concatenate([ids, new_ids])
-                names = names + [f"{load.name}-{i}" for i in new_ids.tolist()]
-                created = np.concatenate([created, np.full(m, t)])
-                started = np.concatenate([started, np.full(m, t + pend)])
-                ready_at = np.concatenate([ready_at, np.full(m, t + pend + rdel)])
-                zs = np.concatenate([zs, rng.standard_normal(m)])
                 log_created.extend([t] * m)
-                log_started.extend([t + pend] * m)
-                log_ready.extend([t + pend + rdel] * m)
+                log_started.extend([began] * m)
+                log_ready.extend([ready] * m)
                 log_deleted.extend([math.inf] * m)
             elif new < n:
                 # ReplicaSet deletion order: pending, then not ready, then most recently ready, then newest.
+                created, started, ready_at = pm[CREATED], pm[STARTED], pm[READY_T]
                 order = np.lexsort((-created, -ready_at, ready_at <= t, started <= t))
                 gone = np.sort(order[: n - new])
                 keep = np.ones(n, bool)
                 keep[gone] = False
-                for i in ids[gone].tolist():
-                    log_deleted[i] = t
-                ids, created, started, ready_at, zs = ids[keep], created[keep], started[keep], ready_at[keep], zs[keep]
+                for i in pm[ID][gone].tolist():
+                    log_deleted[int(i)] = t
+                pm = pm[:, keep]
                 names = [nm_ for nm_, kp in zip(names, keep.tolist(), strict=True) if kp]
             current = new
             next_change = -math.inf
             change_t.append(t)
             change_v.append(new)
-        t += opts.sync_period
+        t += sync_period
 
     times = load.times
     ct = np.asarray(change_t)

@@ -6,7 +6,8 @@ decision core as the live controller at every sync. Each --set FIELD=V1,V2,... s
 path into the manifest (e.g. spec.metrics[0].resource.target.averageUtilization=50,60,70,
 spec.behavior.scaleDown.stabilizationWindowSeconds=0,300) or a controller option
 (controller.tolerance, controller.syncPeriod, ...); several --set flags form their product.
-Configurations run in parallel and are ranked by --objective. The table shows the recorded run
+Configurations run in parallel and are ranked by --objective (default balanced: core-hours plus
+priced SLO risk and churn, see the --*-penalty flags and docs/replay.md). The table shows the recorded run
 (what actually happened), the HPA as given and the best configurations; --report DIR writes PNG
 plots, a self-contained HTML report, results.json/.csv and timeline.csv.
 
@@ -34,8 +35,20 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 15s, 5m0s or seconds)") from None
 
 
+def _penalty(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid penalty {text!r} (want a number >= 0)")
+    return v
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sim.replay.sweep import OBJECTIVES
+    from sim.replay.sweep import OBJECTIVES, Weights
+
+    w = Weights()
 
     p.add_argument("trace", metavar="TRACE", help="trace file: native (.json[.gz]) or long CSV (.csv[.gz])")
     p.add_argument("--hpa", metavar="FILE", help="autoscaling/v2 HorizontalPodAutoscaler manifest (YAML or JSON); "
@@ -45,10 +58,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=OUTPUTS, default="table", help="output format (default table)")
     p.add_argument("--report", metavar="DIR", help="write plots, report.html, results.json/.csv, timeline.csv here")
     p.add_argument("--objective", choices=OBJECTIVES, default="balanced", metavar="NAME",
-                   help="rank by: balanced (core-hours + penalty x unmet core-hours), cost, slo, unmet, flapping, "
-                        "responsiveness or any score name (default balanced)")
-    p.add_argument("--unmet-penalty", type=float, default=10.0,
-                   help="weight of an unmet core-hour against a provisioned one in 'balanced' (default 10)")
+                   help="rank by (lower is better): balanced (default; core-hours plus priced SLO risk and churn: "
+                        "unmet core-hours x --unmet-penalty + under-provisioned hours x --under-provisioned-penalty x "
+                        "mean demand + (reversals x --reversal-penalty + scale events x --scale-event-penalty) pod-"
+                        "minutes), cost (core-hours), slo (under-provisioned time), unmet (unmet core-seconds), "
+                        "flapping (reversals, then scale events), responsiveness (mean time to capacity) or any score "
+                        "name")
+    g = p.add_argument_group("prices of the balanced objective (all in core-hours; see docs/replay.md)")
+    g.add_argument("--unmet-penalty", type=_penalty, default=w.unmet, metavar="X",
+                   help=f"an unmet core-hour costs X provisioned core-hours (default {w.unmet:g})")
+    g.add_argument("--under-provisioned-penalty", type=_penalty, default=w.under_provisioned, metavar="H",
+                   help="an hour with demand above ready capacity costs H hours of the workload's mean demand "
+                        f"(default {w.under_provisioned:g})")
+    g.add_argument("--reversal-penalty", type=_penalty, default=w.reversal, metavar="MIN",
+                   help=f"a scale direction reversal (flapping) costs MIN pod-minutes (default {w.reversal:g})")
+    g.add_argument("--scale-event-penalty", type=_penalty, default=w.scale_event, metavar="MIN",
+                   help=f"a scale event costs MIN pod-minutes (default {w.scale_event:g})")
     p.add_argument("--workload", metavar="NS/NAME", help="the workload to replay when the trace holds several")
     p.add_argument("--skip-invalid", action="store_true", help="skip (and count) invalid CSV rows instead of failing")
     p.add_argument("--top", type=int, default=5, help="best configurations shown in the table (default 5)")
@@ -119,7 +144,19 @@ def _run(args: argparse.Namespace) -> int:
     from sim.replay import report as rep
     from sim.replay.engine import recorded_timeline
     from sim.replay.load import build_load
-    from sim.replay.sweep import Config, expand, hpa_target, parse_set, rank, run_configs, score_run
+    from sim.replay.sweep import (
+        Config,
+        Weights,
+        balanced_terms,
+        expand,
+        hpa_target,
+        objective_value,
+        parse_set,
+        rank,
+        replay_config,
+        run_configs,
+        score_run,
+    )
     from sim.replay.trace import read_trace
 
     sets = [parse_set(s) for s in args.sets]
@@ -156,6 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     if load.cpu_request is None and hpa_target(hpa) is not None:
         raise ValueError(f"the trace records no CPU request for the pods of {workload.key}, so a CPU utilization "
                          "target cannot be evaluated (add cpu_request_cores to the CSV)")
+    weights = Weights.for_load(load, unmet=args.unmet_penalty, under_provisioned=args.under_provisioned_penalty,
+                               reversal=args.reversal_penalty, scale_event=args.scale_event_penalty)
     base = Config(-1, {}, hpa, cfg, args.sync_period)
     configs = expand(hpa, cfg, args.sync_period, sets) if sets else []
     runnable = [base] + [c for c in configs if c.error is None]
@@ -166,25 +205,30 @@ def _run(args: argparse.Namespace) -> int:
 
         progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), transient=True, console=None)
+    # Only the report plots timelines: keep the one of the HPA as given; the best is replayed again.
+    def keep(c: Config) -> bool:
+        return bool(args.report) and c is base
+
     if progress is not None:
-        with progress:
-            task = progress.add_task("replaying", total=len(runnable))
+        task = progress.add_task("replaying", total=len(runnable))
+        try:
+            # The display's refresh thread starts after the workers are forked (a fork copies locks).
             run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs,
-                        on_done=lambda: progress.advance(task))
+                        on_done=lambda: progress.advance(task), keep=keep, on_start=progress.start)
+        finally:
+            progress.stop()
     else:
-        run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs)
+        run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs, keep=keep)
     if base.error:
         raise ValueError(f"replay of the HPA as given failed: {base.error}")
-    ranked = rank(configs, args.objective, args.unmet_penalty)
-    rank([base], args.objective, args.unmet_penalty)
+    ranked = rank(configs, args.objective, weights)
+    rank([base], args.objective, weights)
     rec_tl = recorded_timeline(load)
     rec_scores = score_run(load, rec_tl, hpa)
-    from sim.replay.report import entry
-    from sim.replay.sweep import objective_value
-
-    recorded = entry("recorded", "recorded", {}, rec_scores,
-                     objective=objective_value(rec_scores, args.objective, args.unmet_penalty))
-    items = rep.results(recorded, base, ranked, [c for c in configs if c.error])
+    terms = (lambda s: balanced_terms(s, weights)) if args.objective == "balanced" else None
+    recorded = rep.entry("recorded", "recorded", {}, rec_scores,
+                         objective=objective_value(rec_scores, args.objective, weights), terms=terms)
+    items = rep.results(recorded, base, ranked, [c for c in configs if c.error], terms)
 
     if args.output == "json":
         print(rep.to_json(items))
@@ -203,7 +247,9 @@ def _run(args: argparse.Namespace) -> int:
         best = ranked[0] if ranked else base
         runs = {"recorded": ("recorded", rec_tl), "as given": ("as given", base.timeline)}
         if ranked:
-            runs["best"] = (best.label, best.timeline)
+            # The engine is deterministic: replaying the winner again gives the timeline its scores came from.
+            best_tl = best.timeline or replay_config(load, best, dispersion=args.dispersion, seed=args.seed)
+            runs["best"] = (best.label, best_tl)
         images = plot_all(load, runs, hpa_target(best.hpa), out)  # type: ignore[arg-type]
         (out / "results.json").write_text(rep.to_json(items), encoding="utf-8")
         (out / "results.csv").write_text(rep.to_csv(items), encoding="utf-8")
@@ -212,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = {
             "trace": args.trace, "workload": f"{workload.namespace}/{workload.name}",
             "span": rep.human_seconds(float(span)), "resolution": f"{load.resolution:g}s",
-            "steps": load.steps, "configurations": len(configs) or 1, "objective": args.objective,
+            "steps": load.steps, "configurations": len(configs) or 1, "objective": _objective_text(args, weights),
             "sync period": f"{args.sync_period:g}s", "CPU request per pod": load.cpu_request,
             "HPA as given": json.dumps((hpa.get("spec") or {}), separators=(",", ":")),
         }
@@ -223,3 +269,12 @@ def _run(args: argparse.Namespace) -> int:
                                    images=images)
         print(f"report: {html_path}", file=sys.stderr)
     return 0
+
+
+def _objective_text(args: argparse.Namespace, w: Any) -> str:
+    """The objective as the report states it (with the prices when it is ``balanced``)."""
+    if args.objective != "balanced":
+        return str(args.objective)
+    return (f"balanced = core-hours + {w.unmet:g} x unmet core-hours + {w.under_provisioned:g} x "
+            f"{w.mean_demand:.3g} cores (mean demand) x under-provisioned hours + ({w.reversal:g} x reversals + "
+            f"{w.scale_event:g} x scale events) x {w.pod_cores:.3g} cores (per pod) / 60")

@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,17 @@ from sim.replay.sweep import Config, short_name
 EXTRA_KEYS = ("demand_steps", "mean_replicas", "max_replicas_used", "sync_errors")
 
 
+Terms = Callable[[dict[str, Any]], dict[str, float]]
+
+
 def entry(name: str, kind: str, settings: dict[str, Any], scores: dict[str, Any], *, rank: int | None = None,
-          objective: float | None = None, error: str | None = None, errors: list[str] | None = None) -> dict[str, Any]:
-    """One result object (the ``-o json`` element)."""
+          objective: float | None = None, error: str | None = None, errors: list[str] | None = None,
+          terms: Terms | None = None) -> dict[str, Any]:
+    """One result object (the ``-o json`` element); ``terms`` breaks the objective down (balanced)."""
     out: dict[str, Any] = {"name": name, "kind": kind, "rank": rank, "settings": settings,
                            "objective": objective, "scores": scores}
+    if terms is not None and scores:
+        out["objectiveTerms"] = terms(scores)
     if error is not None:
         out["error"] = error
     if errors:
@@ -32,18 +39,18 @@ def entry(name: str, kind: str, settings: dict[str, Any], scores: dict[str, Any]
     return out
 
 
-def results(recorded: dict[str, Any], base: Config | None, ranked: list[Config], invalid: list[Config]
-            ) -> list[dict[str, Any]]:
+def results(recorded: dict[str, Any], base: Config | None, ranked: list[Config], invalid: list[Config],
+            terms: Terms | None = None) -> list[dict[str, Any]]:
     """Recorded first, then the HPA as given, then the sweep best first, then the invalid ones."""
     out = [recorded]
     if base is not None and base.error is None:
-        out.append(entry("as given", "replay", {}, base.scores, objective=base.objective,
-                         errors=base.timeline.errors if base.timeline else None))
+        out.append(entry("as given", "replay", {}, base.scores, objective=base.objective, errors=base.sync_errors,
+                         terms=terms))
     elif base is not None:
         out.append(entry("as given", "replay", {}, {}, error=base.error))
     for i, c in enumerate(ranked, 1):
         out.append(entry(f"config-{c.index}", "sweep", c.settings, c.scores, rank=i, objective=c.objective,
-                         errors=c.timeline.errors if c.timeline else None))
+                         errors=c.sync_errors, terms=terms))
     for c in invalid:
         out.append(entry(f"config-{c.index}", "sweep", c.settings, {}, error=c.error))
     return out
@@ -133,7 +140,8 @@ def table_rows(items: list[dict[str, Any]], top: int) -> list[tuple[str, str, li
             if shown > top:
                 continue
         s = it["scores"]
-        cells = [fmt(s[key]) if s.get(key) is not None else "-" for _, key, fmt in COLUMNS]
+        obj = "-" if it.get("objective") is None else f"{it['objective']:.4g}"
+        cells = [obj] + [fmt(s[key]) if s.get(key) is not None else "-" for _, key, fmt in COLUMNS]
         rank = "" if it["rank"] is None else str(it["rank"])
         rows.append((rank, _label(it), cells))
     return rows
@@ -146,6 +154,7 @@ def render_table(items: list[dict[str, Any]], top: int, objective: str, file: An
     t = Table(title=f"Replay results (objective: {objective}; lower is better)", header_style="bold")
     t.add_column("#", justify="right")
     t.add_column("configuration", no_wrap=True)
+    t.add_column("objective", justify="right")
     for head, _, _ in COLUMNS:
         t.add_column(head, justify="right")
     for rank, label, cells in table_rows(items, top):
@@ -177,7 +186,7 @@ def timeline_csv(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]]) -> s
 def write_html(out: Path, *, title: str, summary: dict[str, Any], assumptions: list[str],
                items: list[dict[str, Any]], top: int, objective: str, images: dict[str, Path]) -> Path:
     """A self-contained HTML report: the table, the plots (inline base64 PNG) and the assumptions."""
-    heads = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in COLUMNS)
+    heads = "".join(f"<th>{html.escape(h)}</th>" for h in ["objective", *(c[0] for c in COLUMNS)])
     body_rows = []
     for rank, label, cells in table_rows(items, top):
         cls = ' class="best"' if rank == "1" else (' class="rec"' if label == "recorded" else "")

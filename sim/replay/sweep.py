@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -184,7 +185,10 @@ class Config:
     error: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     objective: float | None = None
+    #: the replayed run; kept only for the configurations asked for (``run_configs(keep=...)``)
     timeline: Timeline | None = None
+    #: the first distinct errors decide() reported during the run
+    sync_errors: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -255,14 +259,70 @@ def score_run(load: WorkloadLoad, tl: Timeline, hpa: dict[str, Any]) -> dict[str
     return score(tl, load.demand, load.resolution, load.cpu_request, hpa_target(hpa), mn, mx)
 
 
-def objective_value(scores: dict[str, Any], objective: str, penalty: float) -> float:
-    """Lower is better. ``balanced`` = core-hours + penalty x unmet core-hours."""
+# --- objectives -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The prices of the ``balanced`` objective; every term is in core-hours (docs/replay.md).
+
+    ``balanced = core_hours                                   (cost)
+    + unmet x unmet core-hours                                 (demand not served)
+    + under_provisioned x mean_demand x under-provisioned hours (time at risk of breaking the SLO)
+    + (reversal x reversals + scale_event x scale events) x pod_cores / 60``  (churn)
+
+    An under-provisioned hour is priced in hours of the workload's mean demand (so the default
+    fits any workload size: the whole service is at risk), churn in pod-minutes (a pod's CPU
+    request for that many minutes: the cold start, cache warm-up and connection drain each scale
+    event causes, and for a reversal the wasted previous scale event as well).
+    """
+
+    unmet: float = 10.0
+    under_provisioned: float = 10.0
+    reversal: float = 5.0
+    scale_event: float = 1.0
+    #: cores: the load's mean demand (the same for every configuration of a sweep)
+    mean_demand: float = 0.0
+    #: cores per pod: the CPU request (or, without one, the mean recorded usage per pod)
+    pod_cores: float = 0.0
+
+    @classmethod
+    def for_load(cls, load: WorkloadLoad, **prices: float) -> Weights:
+        """The prices with the load's scale: its mean demand and cores per pod."""
+        for name, v in prices.items():
+            if not v >= 0:
+                raise SweepError(f"the {name.replace('_', '-')} penalty must be a number >= 0, got {v!r}")
+        mean = float(load.demand.mean()) if load.steps else 0.0
+        if load.cpu_request is not None:
+            per_pod = load.cpu_request
+        else:
+            pods = float(load.recorded_pods.mean()) if load.steps else 0.0
+            per_pod = mean / pods if pods > 0 else 0.0
+        return cls(**prices, mean_demand=mean, pod_cores=per_pod)
+
+
+def balanced_terms(scores: dict[str, Any], w: Weights) -> dict[str, float]:
+    """The four terms of ``balanced`` (core-hours each) for one run."""
+    def g(key: str) -> float:
+        v = scores.get(key)
+        return float(v) if v is not None else 0.0
+
+    return {
+        "cost": g("core_hours"),
+        "unmet": w.unmet * g("unmet_core_seconds") / 3600,
+        "underProvisioned": w.under_provisioned * w.mean_demand * g("under_provisioned_seconds") / 3600,
+        "churn": (w.reversal * g("reversals") + w.scale_event * g("scale_events")) * w.pod_cores / 60,
+    }
+
+
+def objective_value(scores: dict[str, Any], objective: str, weights: Weights) -> float:
+    """Lower is better. ``balanced`` is the sum of :func:`balanced_terms`; the others are one score."""
     def g(key: str) -> float:
         v = scores.get(key)
         return float(v) if v is not None else 0.0
 
     if objective == "balanced":
-        return g("core_hours") + penalty * g("unmet_core_seconds") / 3600
+        return sum(balanced_terms(scores, weights).values())
     if objective == "cost":
         return g("core_hours")
     if objective == "slo":
@@ -280,6 +340,7 @@ def objective_value(scores: dict[str, Any], objective: str, penalty: float) -> f
 
 # --- running ----------------------------------------------------------------------------------
 
+#: what every worker process holds once (set by the pool initializer, inherited on fork)
 _WORKER: dict[str, Any] = {}
 
 
@@ -287,50 +348,81 @@ def _init_worker(load: WorkloadLoad, dispersion: str, seed: int) -> None:
     _WORKER.update(load=load, dispersion=dispersion, seed=seed)
 
 
-def _run_one(args: tuple[int, dict[str, Any], ControllerConfig, float]) -> tuple[int, Timeline | None, str | None]:
-    index, hpa, cfg, sync = args
+def replay_config(load: WorkloadLoad, c: Config, *, dispersion: str = "even", seed: int = 0) -> Timeline:
+    """Replay one configuration (deterministic: the same inputs give the same timeline)."""
+    return replay(load, ReplayOptions(c.hpa, c.controller, c.sync_period, dispersion, seed))
+
+
+_Result = tuple[int, dict[str, Any], list[str], str | None, Timeline | None]
+
+
+def _run_one(args: tuple[Config, bool]) -> _Result:
+    """Replay and score in the worker; only the scores travel back (a timeline only when asked)."""
+    c, keep = args
     load = _WORKER["load"]
     try:
-        tl = replay(load, ReplayOptions(hpa, cfg, sync, _WORKER["dispersion"], _WORKER["seed"]))
+        tl = replay_config(load, c, dispersion=_WORKER["dispersion"], seed=_WORKER["seed"])
+        scores = score_run(load, tl, c.hpa)
     except Exception as e:  # one bad configuration never stops the sweep
-        return index, None, f"{type(e).__name__}: {e}"
-    return index, tl, None
+        return c.index, {}, [], f"{type(e).__name__}: {e}", None
+    return c.index, scores, tl.errors, None, tl if keep else None
+
+
+def _identity(c: Config) -> str:
+    """Configurations with the same identity replay identically (the engine is deterministic)."""
+    return json.dumps([c.hpa, repr(c.controller), c.sync_period], sort_keys=True, default=str)
 
 
 def run_configs(load: WorkloadLoad, configs: list[Config], *, dispersion: str = "even", seed: int = 0,
-                jobs: int | None = None, on_done: Callable[[], None] | None = None) -> None:
-    """Replay every valid configuration (in parallel across ``jobs`` processes) and score it."""
-    todo = [(c.index, c.hpa, c.controller, c.sync_period) for c in configs if c.error is None]
-    by_index = {c.index: c for c in configs}
+                jobs: int | None = None, on_done: Callable[[], None] | None = None,
+                keep: Callable[[Config], bool] | None = None, on_start: Callable[[], None] | None = None) -> None:
+    """Replay and score every valid configuration, in parallel across ``jobs`` processes.
+
+    Workers are forked once with the load model (nothing large is pickled per task); each task
+    sends a configuration and gets back its scores, so the main process never holds a timeline
+    except for the configurations ``keep`` selects (replay the others with :func:`replay_config`
+    if you need them). Configurations identical to an earlier one are replayed once. ``on_start``
+    runs once the workers exist: start threads (a progress display) there, not before the fork.
+    """
+    groups: dict[str, list[Config]] = {}
+    for c in configs:
+        if c.error is None:
+            groups.setdefault(_identity(c), []).append(c)
+    wanted = {id(c) for c in configs if keep is not None and keep(c)}
+    todo = [(g[0], any(id(c) in wanted for c in g)) for g in groups.values()]
+    group_of = {g[0].index: g for g in groups.values()}
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     if jobs == 1:
         _init_worker(load, dispersion, seed)
-        results = (_run_one(a) for a in todo)
+        results = map(_run_one, todo)
         pool = None
     else:
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(load, dispersion, seed))
         results = pool.imap_unordered(_run_one, todo)
     try:
-        for index, tl, err in results:
-            c = by_index[index]
-            if err is not None:
-                c.error = err
-            else:
-                assert tl is not None
-                c.timeline = tl
-                c.scores = score_run(load, tl, c.hpa)
-            if on_done is not None:
-                on_done()
+        if on_start is not None:
+            on_start()
+        for index, scores, sync_errors, err, tl in results:
+            for c in group_of[index]:
+                if err is not None:
+                    c.error = err
+                else:
+                    c.scores = dict(scores)
+                    c.sync_errors = list(sync_errors)
+                    if id(c) in wanted:
+                        c.timeline = tl
+                if on_done is not None:
+                    on_done()
     finally:
         if pool is not None:
             pool.close()
             pool.join()
 
 
-def rank(configs: list[Config], objective: str, penalty: float) -> list[Config]:
+def rank(configs: list[Config], objective: str, weights: Weights) -> list[Config]:
     """Valid configurations best first (ties: fewer core-hours, then sweep order)."""
     ok = [c for c in configs if c.error is None and c.scores]
     for c in ok:
-        c.objective = objective_value(c.scores, objective, penalty)
+        c.objective = objective_value(c.scores, objective, weights)
     return sorted(ok, key=lambda c: (c.objective, c.scores.get("core_hours", 0.0), c.index))
