@@ -91,6 +91,28 @@ def _ceil32(x: float) -> int:
     return _cap_int32(math.ceil(x) if math.isfinite(x) else x)
 
 
+def _rebalanced_replicas(ratio: float, new_ratio: float, count: int, current: int, tol: Tolerances,
+                         info: dict[str, Any] | None) -> int:
+    """The second pass of upstream's calculators, after missing and unready pods were assumed in.
+
+    Keep the current count when the rebalanced ratio falls inside the tolerance band or points the
+    other way than the first pass, or when ``ceil(new_ratio x count)`` would move against it.
+    """
+    if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
+        if info is not None:
+            info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
+                            else "rebalancing flips the scale direction: keep current replicas")
+        return current
+    replicas = _ceil32(new_ratio * count)
+    if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
+        if info is not None:
+            info["step"] = f"ceil({new_ratio:.6g} x {count}) = {replicas} would flip direction: keep current"
+        return current
+    if info is not None:
+        info["step"] = f"ceil({new_ratio:.6g} x {count} samples)"
+    return replicas
+
+
 def align_resource(pods: PodSet, metrics: PodMetricsSet, resource: str, container: str | None) -> Aligned:
     col = metrics.column(resource, container)
     n = len(pods)
@@ -305,19 +327,7 @@ def _utilization_math(n_ready: int, usage_total: int, request_total: int, n_unre
         new_ratio = new_util / target_util
         if want_info:
             info["rebalanced"] = {"utilization": new_util, "ratio": new_ratio, "samples": count}
-        if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-            replicas = current
-            if want_info:
-                info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
-                                else "rebalancing flips the scale direction: keep current replicas")
-        else:
-            replicas = _ceil32(new_ratio * count)
-            if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-                if want_info:
-                    info["step"] = f"ceil({new_ratio:.6g} x {count}) = {replicas} would flip direction: keep current"
-                replicas = current
-            elif want_info:
-                info["step"] = f"ceil({new_ratio:.6g} x {count} samples)"
+        replicas = _rebalanced_replicas(ratio, new_ratio, count, current, tol, info if want_info else None)
     return replicas, raw_average, utilization, ratio, info, counted
 
 
@@ -386,20 +396,7 @@ def _plain_math(n_ready: int, total: int, n_extras: int, n_unready: int, n_missi
         new_ratio = new_usage / target
         if want_info:
             info["rebalanced"] = {"averageValueMilli": new_usage, "ratio": new_ratio, "samples": new_count}
-        if tol.within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-            replicas = current
-            if want_info:
-                info["step"] = ("rebalanced ratio within tolerance: keep current replicas" if tol.within(new_ratio)
-                                else "rebalancing flips the scale direction: keep current replicas")
-        else:
-            replicas = _ceil32(new_ratio * new_count)
-            if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-                if want_info:
-                    info["step"] = (f"ceil({new_ratio:.6g} x {new_count}) = {replicas} would flip direction: "
-                                    "keep current")
-                replicas = current
-            elif want_info:
-                info["step"] = f"ceil({new_ratio:.6g} x {new_count} samples)"
+        replicas = _rebalanced_replicas(ratio, new_ratio, new_count, current, tol, info if want_info else None)
     return replicas, usage, ratio, info, counted
 
 
