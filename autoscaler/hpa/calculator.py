@@ -91,6 +91,18 @@ def _ceil32(x: float) -> int:
     return _cap_int32(math.ceil(x) if math.isfinite(x) else x)
 
 
+def _measured_replicas(ratio: float, n_ready: int, current: int, tol: Tolerances, info: dict[str, Any] | None) -> int:
+    """The first pass of upstream's calculators, when every pod was measured and none is assumed in:
+    keep the current count inside the tolerance band, else ``ceil(ratio x ready pods)``."""
+    if tol.within(ratio):
+        if info is not None:
+            info["step"] = "ratio within tolerance: keep current replicas"
+        return current
+    if info is not None:
+        info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
+    return _ceil32(ratio * n_ready)
+
+
 def _rebalanced_replicas(ratio: float, new_ratio: float, count: int, current: int, tol: Tolerances,
                          info: dict[str, Any] | None) -> int:
     """The second pass of upstream's calculators, after missing and unready pods were assumed in.
@@ -292,14 +304,7 @@ def _utilization_math(n_ready: int, usage_total: int, request_total: int, n_unre
                         "ignored": "excluded", "superfluous": "excluded (no request)"})
     replicas: int
     if not scale_up_with_unready and n_missing == 0:
-        if tol.within(ratio):
-            replicas = current
-            if want_info:
-                info["step"] = "ratio within tolerance: keep current replicas"
-        else:
-            replicas = _ceil32(ratio * n_ready)
-            if want_info:
-                info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
+        replicas = _measured_replicas(ratio, n_ready, current, tol, info if want_info else None)
     else:
         m_total, r_total, count = usage_total, request_total, n_ready + n_extras
         if n_missing:
@@ -371,14 +376,7 @@ def _plain_math(n_ready: int, total: int, n_extras: int, n_unready: int, n_missi
         counted.update({"ready": "measured value", "unready": "excluded", "missing": "excluded",
                         "ignored": "excluded", "superfluous": "measured value"})
     if not scale_up_with_unready and n_missing == 0:
-        if tol.within(ratio):
-            replicas = current
-            if want_info:
-                info["step"] = "ratio within tolerance: keep current replicas"
-        else:
-            replicas = _ceil32(ratio * n_ready)
-            if want_info:
-                info["step"] = f"ceil({ratio:.6g} x {n_ready} ready pods)"
+        replicas = _measured_replicas(ratio, n_ready, current, tol, info if want_info else None)
     else:
         new_total, new_count = total, count
         if n_missing:
