@@ -211,10 +211,8 @@ class MetricsServerThread:
 
 
 def metrics_only_flags() -> list[str]:
-    """Switch off the HPA controller component (when installed): these tests are about the metrics API."""
-    import importlib.util
-
-    return ["--controller-mode=off"] if importlib.util.find_spec("autoscaler.controller.component") else []
+    """Switch off the HPA controller component: these tests are about the metrics API."""
+    return ["--controller-mode=off"]
 
 
 def run_args(cluster: Any, tmp: Path, *extra: str) -> list[str]:
@@ -225,31 +223,11 @@ def run_args(cluster: Any, tmp: Path, *extra: str) -> list[str]:
 
 
 def register_apiservice(cluster: Any, port: int) -> None:
-    """Service + Endpoints (127.0.0.1:port) + APIService v1beta1.metrics.k8s.io, as the manifests do."""
-    store = cluster.store
+    """Service + Endpoints (127.0.0.1:port) + APIService v1beta1.metrics.k8s.io, as `sim up --with-autoscaler`
+    registers them (insecureSkipTLSVerify, as metrics-server's own manifests do)."""
+    from sim.autoscaler_proc import register_metrics_apiservice
 
-    def create() -> None:
-        for resource, obj in (
-            ("services", {"apiVersion": "v1", "kind": "Service",
-                          "metadata": {"name": "metrics-server", "namespace": "kube-system",
-                                       "labels": {"k8s-app": "metrics-server"}},
-                          "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                                              "targetPort": "https"}],
-                                   "selector": {"k8s-app": "metrics-server"}}}),
-            ("endpoints", {"apiVersion": "v1", "kind": "Endpoints",
-                           "metadata": {"name": "metrics-server", "namespace": "kube-system"},
-                           "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
-                                        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}),
-            ("apiservices.apiregistration.k8s.io", {
-                "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-                "metadata": {"name": "v1beta1.metrics.k8s.io", "labels": {"k8s-app": "metrics-server"}},
-                "spec": {"service": {"name": "metrics-server", "namespace": "kube-system"},
-                         "group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": True,
-                         "groupPriorityMinimum": 100, "versionPriority": 100}}),
-        ):
-            store.create(resource, obj)
-
-    cluster.call(create)
+    cluster.call(lambda: register_metrics_apiservice(cluster.store, port))
 
 
 def kubectl(kubeconfig: Path, *argv: str, binary: str = "kubectl", check: bool = True, timeout: float = 60) -> Any:

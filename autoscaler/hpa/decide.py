@@ -240,6 +240,17 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             res.explain["pods"] = exc.pods
         return res
 
+    def metric_selector_or_spec_failure(outer_prefix: str) -> _MetricResult | None:
+        """Pods and Object metrics: an unparsable metric selector, then a spec error, fail the metric."""
+        if ms.selector is not None:
+            try:
+                selector_from_object(ms.selector)
+            except SelectorError as e:
+                return fail(str(e), outer_prefix + str(e))
+        if ms.error:
+            return fail(ms.error, outer_prefix + ms.error)
+        return None
+
     if ms.type in ("Resource", "ContainerResource"):
         outer_prefix = (f"failed to get {ms.resource} resource metric value: " if ms.type == "Resource"
                         else f"failed to get {ms.container} container metric value: ")
@@ -294,12 +305,8 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
 
     if ms.type == "Pods":
         outer_prefix = "failed to get pods metric value: "
-        try:
-            selector_from_object(ms.selector) if ms.selector is not None else None
-        except SelectorError as e:
-            return fail(str(e), outer_prefix + str(e))
-        if ms.error:
-            return fail(ms.error, outer_prefix + ms.error)
+        if (failed := metric_selector_or_spec_failure(outer_prefix)) is not None:
+            return failed
         try:
             try:
                 values = source.pods_metric(ms.metric_name, ms.selector)
@@ -321,12 +328,8 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
 
     if ms.type == "Object":
         outer_prefix = "failed to get object metric value: "
-        try:
-            selector_from_object(ms.selector) if ms.selector is not None else None
-        except SelectorError as e:
-            return fail(str(e), outer_prefix + str(e))
-        if ms.error:
-            return fail(ms.error, outer_prefix + ms.error)
+        if (failed := metric_selector_or_spec_failure(outer_prefix)) is not None:
+            return failed
         d = ms.described
         try:
             try:

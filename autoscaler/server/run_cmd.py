@@ -20,9 +20,8 @@ from typing import Any
 
 HELP = __doc__ or ""
 
-# Optional modules that add components to `autoscaler run` (e.g. the HPA controller). Each may
-# define ``add_arguments(parser)`` and ``build(runtime, args) -> list[Component]``; a module that
-# is not installed is skipped.
+# Modules that add components to `autoscaler run` (the HPA controller). Each may define
+# ``add_arguments(parser)`` and ``build(runtime, args) -> list[Component]``.
 PLUGINS: list[str] = ["autoscaler.controller.component"]
 
 
@@ -114,15 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plugins() -> list[Any]:
-    out = []
-    for name in PLUGINS:
-        try:
-            out.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-    return out
+    return [importlib.import_module(name) for name in PLUGINS]
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from autoscaler.hpa.defaults import hpa_v1_to_v2, hpa_v2_to_v1
+
 _EVENT_RENAMES = (  # (core/v1 field, events.k8s.io/v1 field)
     ("involvedObject", "regarding"),
     ("message", "note"),
@@ -45,28 +47,14 @@ def event_from_events_v1(ev: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _hpa_module():
-    try:
-        from autoscaler.hpa import defaults as hpa_defaults
-    except ImportError:  # hpa-core not installed in this build
-        return None
-    return hpa_defaults
-
-
 def hpa_to_v1(obj: dict[str, Any]) -> dict[str, Any]:
-    mod = _hpa_module()
-    if mod is None:
-        raise RuntimeError("autoscaling/v1 conversion needs autoscaler.hpa.defaults")
-    out = mod.hpa_v2_to_v1(obj)
+    out = hpa_v2_to_v1(obj)
     out["apiVersion"], out["kind"] = "autoscaling/v1", "HorizontalPodAutoscaler"
     return out
 
 
 def hpa_from_v1(obj: dict[str, Any]) -> dict[str, Any]:
-    mod = _hpa_module()
-    if mod is None:
-        raise RuntimeError("autoscaling/v1 conversion needs autoscaler.hpa.defaults")
-    out = mod.hpa_v1_to_v2(obj)
+    out = hpa_v1_to_v2(obj)
     out["apiVersion"], out["kind"] = "autoscaling/v2", "HorizontalPodAutoscaler"
     return out
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from autoscaler.hpa.defaults import default_hpa, validate_hpa
 from autoscaler.k8s.quantity import QuantityError, parse_quantity
 from autoscaler.k8s.selectors import SelectorError, selector_from_object, validate_label_key, validate_label_value
 
@@ -210,15 +211,6 @@ def _secret(obj: dict[str, Any]) -> None:
 
 
 def _hpa(obj: dict[str, Any]) -> None:
-    try:
-        from autoscaler.hpa.defaults import default_hpa
-    except ImportError:
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("minReplicas", 1)
-        if not spec.get("metrics"):
-            spec["metrics"] = [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
-        return
     defaulted = default_hpa(obj)
     obj.clear()
     obj.update(defaulted)
@@ -323,19 +315,6 @@ def _pod_check(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
 
 
 def _hpa_check(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
-    try:
-        from autoscaler.hpa.defaults import validate_hpa
-    except ImportError:
-        spec = obj.get("spec") or {}
-        causes: Causes = []
-        mn, mx = spec.get("minReplicas", 1), spec.get("maxReplicas", 0)
-        if isinstance(mn, int) and mn < 1:
-            causes.append(("spec.minReplicas", f"Invalid value: {mn}: must be greater than or equal to 1"))
-        if not isinstance(mx, int) or mx < 1:
-            causes.append(("spec.maxReplicas", f"Invalid value: {mx}: must be greater than or equal to 1"))
-        elif isinstance(mn, int) and mx < mn:
-            causes.append(("spec.maxReplicas", f"Invalid value: {mx}: must be greater than or equal to `minReplicas`"))
-        return causes
     scale_to_zero = bool(old and (old.get("spec") or {}).get("minReplicas") == 0)
     return list(validate_hpa(obj, scale_to_zero=scale_to_zero))
 
