@@ -11,18 +11,10 @@ import argparse
 from dataclasses import dataclass, field
 
 from autoscaler.hpa import ControllerConfig
-from autoscaler.k8s.timefmt import format_duration, parse_duration
+from autoscaler.k8s.timefmt import duration_flag, format_duration
 
 MODES = ("active", "dry-run", "off")
 GATES = {"HPAScaleToZero": "scale_to_zero", "HPAConfigurableTolerance": "configurable_tolerance"}
-
-
-def duration(text: str) -> float:
-    """A Go duration (``15s``, ``5m0s``) or plain seconds, as argparse type."""
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (for example 15s, 5m0s)") from None
 
 
 def go_bool(text: str) -> bool:
@@ -60,15 +52,15 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--horizontal-pod-autoscaler-tolerance", type=float, default=d.tolerance, metavar="FLOAT",
                    help="The minimum change (from 1.0) in the desired-to-actual metrics ratio for the horizontal pod "
                         f"autoscaler to consider scaling. (default {d.tolerance})")
-    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", type=duration,
+    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", type=duration_flag,
                    default=d.cpu_initialization_period, metavar="DURATION",
                    help="The period after pod start when CPU samples might be skipped. "
                         f"(default {format_duration(d.cpu_initialization_period)})")
-    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", type=duration,
+    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", type=duration_flag,
                    default=d.initial_readiness_delay, metavar="DURATION",
                    help="The period after pod start during which readiness changes will be treated as initial "
                         f"readiness. (default {format_duration(d.initial_readiness_delay)})")
-    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration,
+    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", type=duration_flag,
                    default=d.downscale_stabilization, metavar="DURATION",
                    help="The period for which autoscaler will look backwards and not scale down below any "
                         f"recommendation it made during that period. (default {format_duration(d.downscale_stabilization)})")
@@ -87,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run-annotate", action="store_true",
                    help="In dry-run mode also write the recommendation into the HPA annotation "
                         "autoscaler/dry-run-recommendation.")
-    g.add_argument("--horizontal-pod-autoscaler-sync-period", type=duration, default=15.0, metavar="DURATION",
+    g.add_argument("--horizontal-pod-autoscaler-sync-period", type=duration_flag, default=15.0, metavar="DURATION",
                    help="The period for syncing the number of pods in horizontal pod autoscaler. (default 15s)")
     g.add_argument("--concurrent-horizontal-pod-autoscaler-syncs", type=int, default=5, metavar="INT",
                    help="The number of horizontal pod autoscaler objects that are allowed to sync concurrently. "
@@ -98,13 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--leader-elect", type=go_bool, nargs="?", const=True, default=True, metavar="BOOL",
                    help="Start a leader election client and gain leadership before executing the main loop. Enable "
                         "this when running replicated components for high availability. (default true)")
-    g.add_argument("--leader-elect-lease-duration", type=duration, default=15.0, metavar="DURATION",
+    g.add_argument("--leader-elect-lease-duration", type=duration_flag, default=15.0, metavar="DURATION",
                    help="The duration that non-leader candidates will wait after observing a leadership renewal "
                         "until attempting to acquire leadership of a led but unrenewed leader slot. (default 15s)")
-    g.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0, metavar="DURATION",
+    g.add_argument("--leader-elect-renew-deadline", type=duration_flag, default=10.0, metavar="DURATION",
                    help="The interval between attempts by the acting master to renew a leadership slot before it "
                         "stops leading. This must be less than the lease duration. (default 10s)")
-    g.add_argument("--leader-elect-retry-period", type=duration, default=2.0, metavar="DURATION",
+    g.add_argument("--leader-elect-retry-period", type=duration_flag, default=2.0, metavar="DURATION",
                    help="The duration the clients should wait between attempting acquisition and renewal of a "
                         "leadership. (default 2s)")
     g.add_argument("--leader-elect-resource-lock", choices=["leases"], default="leases",

@@ -22,7 +22,8 @@ HELP = __doc__ or ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from autoscaler.controller.options import add_settings_arguments, duration
+    from autoscaler.controller.options import add_settings_arguments
+    from autoscaler.k8s.timefmt import duration_flag
 
     parser.add_argument("names", nargs="*", help="HPA names (default: all in the namespace)")
     parser.add_argument("--kubeconfig", default="", help="kubeconfig file (default: in-cluster, $KUBECONFIG, ~/.kube/config)")
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table",
                         help="table for people, json or yaml for scripts (default table)")
     parser.add_argument("-w", "--watch", action="store_true", help="refresh a live table until interrupted")
-    parser.add_argument("--interval", type=duration, default=15.0, help="refresh period with --watch (default 15s)")
+    parser.add_argument("--interval", type=duration_flag, default=15.0, help="refresh period with --watch (default 15s)")
     add_settings_arguments(parser)
 
 

@@ -22,6 +22,7 @@ ROUND_TRIP_ANNOTATIONS = (METRIC_SPECS_ANNOTATION, METRIC_STATUSES_ANNOTATION, C
 
 
 def _copy(value: Any) -> Any:
+    """Copy a JSON-shaped value (dicts and lists only), cheaper than copy.deepcopy."""
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):

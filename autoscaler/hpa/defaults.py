@@ -11,7 +11,7 @@ from __future__ import annotations
 import decimal
 from typing import Any
 
-from autoscaler.hpa.conversion import hpa_v1_to_v2, hpa_v2_to_v1
+from autoscaler.hpa.conversion import _copy, hpa_v1_to_v2, hpa_v2_to_v1
 from autoscaler.k8s.quantity import QuantityError, format_decimal_si, parse_quantity
 
 __all__ = [
@@ -44,15 +44,6 @@ DEFAULT_SCALE_DOWN_RULES: dict[str, Any] = {
     "selectPolicy": "Max",
     "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
 }
-
-
-def _copy(value: Any) -> Any:
-    """Copy a JSON-shaped value (dicts and lists only), cheaper than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def default_behavior_rules(rules: dict[str, Any] | None, direction: str) -> dict[str, Any]:

@@ -103,3 +103,13 @@ def parse_duration(text: str) -> float:
         total += float(m.group(1)) * _UNIT[m.group(2)]
         pos = m.end()
     return sign * total
+
+
+def duration_flag(text: str) -> float:
+    """argparse ``type`` for duration flags: Go syntax (``15s``, ``5m0s``) or plain seconds."""
+    import argparse
+
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (for example 15s, 5m0s or seconds)") from None

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from autoscaler.k8s.selectors import SelectorError, parse_label_selector
-from autoscaler.k8s.timefmt import format_duration, parse_duration
+from autoscaler.k8s.timefmt import duration_flag, format_duration
 
 ADDRESS_TYPES = ("Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP")
 SOURCES = ("summary", "resource")
@@ -78,13 +78,6 @@ class ScrapeOptions:
             raise ValueError("; ".join(errors))
 
 
-def _duration(text: str) -> float:
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 15s, 1m)") from None
-
-
 def _types(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -93,9 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the kubelet-scraping flags (metrics-server's names and help texts)."""
     d = ScrapeOptions()
     g = parser.add_argument_group("kubelet scraping")
-    g.add_argument("--metric-resolution", type=_duration, default=d.metric_resolution,
+    g.add_argument("--metric-resolution", type=duration_flag, default=d.metric_resolution,
                    help="The resolution at which metrics-server will retain metrics, must set value at least 10s. (default 15s)")
-    g.add_argument("--metric-history", type=_duration, default=d.metric_history,
+    g.add_argument("--metric-history", type=duration_flag, default=d.metric_history,
                    help="(ours) How much sample history to keep per series for windowed rates and recording. (default 15m0s)")
     g.add_argument("--kubelet-port", type=int, default=d.kubelet_port,
                    help="The port to use to connect to Kubelets. (default 10250)")
@@ -104,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kubelet-preferred-address-types", type=_types, default=d.kubelet_preferred_address_types,
                    help="The priority of node address types to use when determining which address to use to "
                         "connect to a particular node (default [InternalIP,ExternalIP,Hostname])")
-    g.add_argument("--kubelet-request-timeout", type=_duration, default=d.kubelet_request_timeout,
+    g.add_argument("--kubelet-request-timeout", type=duration_flag, default=d.kubelet_request_timeout,
                    help="The length of time to wait before giving up on a single request to Kubelet. Non-zero "
                         "values should contain a corresponding time unit (e.g. 1s, 2m, 3h). (default 10s)")
     g.add_argument("--kubelet-insecure-tls", action="store_true",

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from autoscaler.k8s.timefmt import duration_flag
+
 HELP = __doc__ or ""
 
 # Modules that add components to `autoscaler run` (the HPA controller). Each may define
@@ -27,15 +29,6 @@ PLUGINS: list[str] = ["autoscaler.controller.component"]
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
-def _seconds(text: str) -> float:
-    from autoscaler.k8s.timefmt import parse_duration
-
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 10s, 1m)") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--authentication-tolerate-lookup-failure", action="store_true",
                    help="If true, failures to look up missing authentication configuration from the cluster are not "
                         "considered fatal.")
-    g.add_argument("--authentication-token-webhook-cache-ttl", type=_seconds, default=10.0,
+    g.add_argument("--authentication-token-webhook-cache-ttl", type=duration_flag, default=10.0,
                    help="The duration to cache responses from the webhook token authenticator. (default 10s)")
     g.add_argument("--client-ca-file", default="",
                    help="If set, any request presenting a client certificate signed by one of the authorities in the "
@@ -101,9 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--authorization-always-allow-paths", type=_csv, default=("/healthz", "/readyz", "/livez"),
                    help="A list of HTTP paths to skip during authorization, i.e. these are authorized without "
                         "contacting the 'core' kubernetes server. (default [/healthz,/readyz,/livez])")
-    g.add_argument("--authorization-webhook-cache-authorized-ttl", type=_seconds, default=10.0,
+    g.add_argument("--authorization-webhook-cache-authorized-ttl", type=duration_flag, default=10.0,
                    help="The duration to cache 'authorized' responses from the webhook authorizer. (default 10s)")
-    g.add_argument("--authorization-webhook-cache-unauthorized-ttl", type=_seconds, default=10.0,
+    g.add_argument("--authorization-webhook-cache-unauthorized-ttl", type=duration_flag, default=10.0,
                    help="The duration to cache 'unauthorized' responses from the webhook authorizer. (default 10s)")
 
     add_scrape_arguments(parser)

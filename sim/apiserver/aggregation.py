@@ -209,17 +209,6 @@ def _describe_error(url: str, exc: BaseException, host: str = "", port: int = 0)
     return f'Get "{url}": {exc}'
 
 
-def _get(store: Any, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return store.get(resource, namespace, name)
-    except st.ApiError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    except KeyError:
-        return None
-
-
 # ---------------------------------------------------------------------------------------------------
 # the aggregator
 # ---------------------------------------------------------------------------------------------------
@@ -386,7 +375,7 @@ class Aggregator:
         gvs = self._local_gvs if self._local_gvs is not None else self._default_local_gvs()
         for group, version in gvs:
             name = f"{version}.{group}"
-            obj = _get(self.store, APISERVICES, "", name)
+            obj = self.store.try_get(APISERVICES, "", name)
             if obj is None:
                 gp, vp = LOCAL_PRIORITIES.get((group, version), (15000, 15))
                 obj = {
@@ -400,7 +389,7 @@ class Aggregator:
                 except st.ApiError as exc:
                     if exc.code != 409:
                         raise
-                    obj = _get(self.store, APISERVICES, "", name) or obj
+                    obj = self.store.try_get(APISERVICES, "", name) or obj
             self._remember(obj)
             if _is_local(obj):
                 self._set_condition(name, "True", "Local", "Local APIServices are always available")
@@ -417,7 +406,7 @@ class Aggregator:
             "requestheader-uid-headers": '["X-Remote-Uid"]',
             "requestheader-username-headers": '["X-Remote-User"]',
         }
-        existing = _get(self.store, "configmaps", ns, name)
+        existing = self.store.try_get("configmaps", ns, name)
         if existing is None:
             obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
             try:
@@ -426,7 +415,7 @@ class Aggregator:
             except st.ApiError as exc:
                 if exc.code != 409:
                     raise
-                existing = _get(self.store, "configmaps", ns, name)
+                existing = self.store.try_get("configmaps", ns, name)
         if existing is not None and existing.get("data") != data:
             updated = copy.deepcopy(existing)
             updated["data"] = data
@@ -446,7 +435,7 @@ class Aggregator:
         ref = (apiservice.get("spec") or {}).get("service") or {}
         ns, name = ref.get("namespace", ""), ref.get("name", "")
         port = int(ref.get("port") or 443)
-        svc = _get(self.store, "services", ns, name)
+        svc = self.store.try_get("services", ns, name)
         if svc is None:
             raise EndpointError("ServiceNotFound", f'service/{name} in "{ns}" is not present')
         svc_spec = svc.get("spec") or {}
@@ -457,7 +446,7 @@ class Aggregator:
         svc_port = next((p for p in svc_spec.get("ports") or [] if int(p.get("port", 0)) == port), None)
         if svc_port is None:
             raise EndpointError("ServicePortError", f'service/{name} in "{ns}" is not listening on port {port}')
-        ep = _get(self.store, "endpoints", ns, name)
+        ep = self.store.try_get("endpoints", ns, name)
         if ep is None:
             raise EndpointError("EndpointsNotFound", f'cannot find endpoints for service/{name} in "{ns}"')
         port_name = svc_port.get("name", "") or ""
@@ -644,7 +633,7 @@ class Aggregator:
         return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: {errors[-1]}"
 
     def _set_condition(self, name: str, status: str, reason: str, message: str) -> None:
-        obj = self._apiservices.get(name) or _get(self.store, APISERVICES, "", name)
+        obj = self._apiservices.get(name) or self.store.try_get(APISERVICES, "", name)
         if obj is None:
             return
         cur = _available_condition(obj)

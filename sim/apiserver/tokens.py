@@ -268,24 +268,13 @@ class TokenIssuer:
 # -- validation of a verified token against the cluster's current objects ----------------------------
 
 
-def _get(store: Any, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return store.get(resource, namespace, name)
-    except st.ApiError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    except KeyError:
-        return None
-
-
 def validate_against_store(store: Any, token: str, ident: ServiceAccountIdentity) -> None:
     """Refuse tokens whose ServiceAccount (or bound object / legacy Secret) is gone or was recreated.
 
     kube-apiserver does the same lookups, so deleting a ServiceAccount revokes its tokens at once.
     """
     ns = ident.namespace
-    sa = _get(store, "serviceaccounts", ns, ident.name)
+    sa = store.try_get("serviceaccounts", ns, ident.name)
     if sa is None:
         raise TokenError(f"invalid bearer token, serviceaccounts \"{ident.name}\" not found")
     sa_uid = (sa.get("metadata") or {}).get("uid", "")
@@ -294,7 +283,7 @@ def validate_against_store(store: Any, token: str, ident: ServiceAccountIdentity
     claims = ident.claims
     if claims.get("iss") == LEGACY_ISSUER:
         secret_name = str(claims.get("kubernetes.io/serviceaccount/secret.name", ""))
-        secret = _get(store, "secrets", ns, secret_name)
+        secret = store.try_get("secrets", ns, secret_name)
         stored = base64.b64decode(((secret or {}).get("data") or {}).get("token", "") or b"")
         if secret is None or stored.decode(errors="replace") != token:
             raise TokenError(f"invalid bearer token, secrets \"{secret_name}\" not found or token does not match")
@@ -304,7 +293,7 @@ def validate_against_store(store: Any, token: str, ident: ServiceAccountIdentity
         ref = private.get(kind)
         if not ref:
             continue
-        obj = _get(store, resource, ns, str(ref.get("name", "")))
+        obj = store.try_get(resource, ns, str(ref.get("name", "")))
         if obj is None:
             raise TokenError(f"invalid bearer token, {resource} \"{ref.get('name')}\" not found")
         if ref.get("uid") and (obj.get("metadata") or {}).get("uid") != ref.get("uid"):
@@ -330,7 +319,7 @@ def request_token(store: Any, issuer: TokenIssuer, namespace: str, serviceaccoun
     spec = body.get("spec") or {}
     if not isinstance(spec, dict):
         raise st.bad_request("spec: expected an object")
-    sa = _get(store, "serviceaccounts", namespace, serviceaccount)
+    sa = store.try_get("serviceaccounts", namespace, serviceaccount)
     if sa is None:
         raise st.not_found("serviceaccounts", serviceaccount)
 
@@ -363,7 +352,7 @@ def request_token(store: Any, issuer: TokenIssuer, namespace: str, serviceaccoun
     if bound:
         bkind, bname, buid = bound["kind"], bound.get("name", ""), bound.get("uid", "")
         resource = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}[bkind]
-        obj = _get(store, resource, "" if bkind == "Node" else namespace, bname)
+        obj = store.try_get(resource, "" if bkind == "Node" else namespace, bname)
         if obj is None:
             raise st.not_found(resource, bname)
         actual_uid = (obj.get("metadata") or {}).get("uid", "")
@@ -375,7 +364,7 @@ def request_token(store: Any, issuer: TokenIssuer, namespace: str, serviceaccoun
         if bkind == "Pod":
             node_name = (obj.get("spec") or {}).get("nodeName")
             if node_name:
-                n = _get(store, "nodes", "", node_name)
+                n = store.try_get("nodes", "", node_name)
                 node = {"name": node_name, "uid": ((n or {}).get("metadata") or {}).get("uid", "")}
 
     sa_uid = (sa.get("metadata") or {}).get("uid", "")
@@ -410,7 +399,7 @@ def fill_legacy_token_secret(store: Any, issuer: TokenIssuer, secret: dict[str, 
         return None
     ann = meta.get("annotations") or {}
     ns, sa_name = meta.get("namespace", ""), ann.get(SA_NAME_ANNOTATION, "")
-    sa = _get(store, "serviceaccounts", ns, sa_name) if sa_name else None
+    sa = store.try_get("serviceaccounts", ns, sa_name) if sa_name else None
     if sa is None:
         return None
     sa_uid = (sa.get("metadata") or {}).get("uid", "")
@@ -472,7 +461,7 @@ class LegacyTokenController:
 
     def _fill_current(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
-        current = _get(self.store, "secrets", meta.get("namespace", ""), meta.get("name", ""))
+        current = self.store.try_get("secrets", meta.get("namespace", ""), meta.get("name", ""))
         if current is not None:
             self._fill(current)
 

@@ -15,16 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from autoscaler.k8s.timefmt import duration_flag
+
 HELP = __doc__ or ""
-
-
-def _duration(text: str) -> float:
-    from autoscaler.k8s.timefmt import parse_duration
-
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 1h0m0s or seconds)") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", help="record only this namespace (default: all)")
-    p.add_argument("--duration", type=_duration, default=3600.0, help="how long to record (default 1h0m0s)")
+    p.add_argument("--duration", type=duration_flag, default=3600.0, help="how long to record (default 1h0m0s)")
     add_scrape_flags(p)
 
 

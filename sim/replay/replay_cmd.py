@@ -21,18 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from autoscaler.k8s.timefmt import duration_flag
+
 HELP = __doc__ or ""
 
 OUTPUTS = ("table", "json", "csv")
-
-
-def _duration(text: str) -> float:
-    from autoscaler.k8s.timefmt import parse_duration
-
-    try:
-        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 15s, 5m0s or seconds)") from None
 
 
 def _penalty(text: str) -> float:
@@ -81,9 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the per-pod dispersion (default 0)")
     p.add_argument("--dispersion", choices=("even", "recorded"), default="even",
                    help="spread demand evenly over ready pods, or with the recorded per-pod dispersion")
-    p.add_argument("--ready-delay", type=_duration, default=None,
+    p.add_argument("--ready-delay", type=duration_flag, default=None,
                    help="started to Ready for new pods (default: median observed in the trace, else 30s)")
-    p.add_argument("--pending-delay", type=_duration, default=None,
+    p.add_argument("--pending-delay", type=duration_flag, default=None,
                    help="created to started for new pods (default: median observed in the trace, else 0s)")
     p.add_argument("--startup-cores", type=float, default=None,
                    help="CPU of a started pod until Ready (default: observed in the trace, else 0)")
@@ -93,15 +86,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="take demand as recorded even where pods were throttled")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("kube-controller-manager options (base values; sweep them with --set controller.*)")
-    g.add_argument("--horizontal-pod-autoscaler-sync-period", dest="sync_period", type=_duration, default=15.0,
+    g.add_argument("--horizontal-pod-autoscaler-sync-period", dest="sync_period", type=duration_flag, default=15.0,
                    metavar="DURATION", help="default 15s")
     g.add_argument("--horizontal-pod-autoscaler-tolerance", dest="tolerance", type=float, default=0.1,
                    metavar="FLOAT", help="default 0.1")
-    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", dest="downscale", type=_duration,
+    g.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", dest="downscale", type=duration_flag,
                    default=300.0, metavar="DURATION", help="default 5m0s")
-    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", dest="cpu_init", type=_duration,
+    g.add_argument("--horizontal-pod-autoscaler-cpu-initialization-period", dest="cpu_init", type=duration_flag,
                    default=300.0, metavar="DURATION", help="default 5m0s")
-    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", dest="readiness_delay", type=_duration,
+    g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", dest="readiness_delay", type=duration_flag,
                    default=30.0, metavar="DURATION", help="default 30s")
 
 
