@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -134,12 +135,52 @@ def self_signed_serving(common_name: str, dns_names: Iterable[str], ip_addresses
     return ca, serving
 
 
+def common_name(cert: x509.Certificate) -> str:
+    """The CN: the user name Kubernetes takes from a client certificate."""
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def organizations(cert: x509.Certificate) -> tuple[str, ...]:
+    """The O attributes: the groups Kubernetes takes from a client certificate."""
+    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+
+
 def subject_of(cert_der_or_pem: bytes) -> tuple[str, list[str]]:
     """(CN, [O...]) of a certificate: the user and groups Kubernetes derives from a client cert."""
     if cert_der_or_pem.startswith(b"-----"):
         cert = x509.load_pem_x509_certificate(cert_der_or_pem)
     else:
         cert = x509.load_der_x509_certificate(cert_der_or_pem)
-    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return (str(cn[0].value) if cn else "", [str(o.value) for o in orgs])
+    return common_name(cert), list(organizations(cert))
+
+
+class ClientCertError(Exception):
+    """A presented client certificate was refused (Go x509's wording)."""
+
+
+def verify_client_cert(leaf: x509.Certificate, cas: Iterable[x509.Certificate], now: dt.datetime | None = None) -> None:
+    """Check that ``leaf`` was issued directly by one of ``cas``, is valid now and allows client auth.
+
+    The TLS layer has already verified the chain against every CA its context trusts; this says
+    *which* CA issued the certificate, so a front-proxy certificate is never taken for a user's and
+    the other way round.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    if not (leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc):
+        raise ClientCertError("x509: certificate has expired or is not yet valid")
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+        raise ClientCertError("x509: certificate specifies an incompatible key usage")
+    for ca in cas:
+        if not (ca.not_valid_before_utc <= now <= ca.not_valid_after_utc):
+            continue
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (InvalidSignature, ValueError, TypeError):  # wrong issuer name, signature or key type
+            continue
+        return
+    raise ClientCertError("x509: certificate signed by unknown authority")

@@ -11,7 +11,6 @@ A presented credential that fails (bad token) is a 401, never a fall-back to ano
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -21,9 +20,8 @@ from urllib.parse import unquote
 
 import structlog
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from autoscaler.k8s.certs import ClientCertError, common_name, organizations, verify_client_cert
 from autoscaler.k8s.status import ApiError, unauthorized
 from autoscaler.server.identity import ANONYMOUS_USER, UserInfo
 from autoscaler.server.ttlcache import TTLCache
@@ -63,41 +61,6 @@ class _CABundle:
         except ValueError as exc:
             raise ValueError(f"{what}: not a PEM certificate bundle: {exc}") from exc
         return cls(pem, certs)
-
-
-class CertVerifyError(Exception):
-    pass
-
-
-def verify_client_cert(leaf: x509.Certificate, cas: list[x509.Certificate], now: dt.datetime | None = None) -> None:
-    """Check that ``leaf`` was issued by one of ``cas``, is valid now and allows client auth."""
-    now = now or dt.datetime.now(dt.UTC)
-    if not (leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc):
-        raise CertVerifyError("x509: certificate has expired or is not yet valid")
-    try:
-        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        eku = None
-    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-        raise CertVerifyError("x509: certificate specifies an incompatible key usage")
-    for ca in cas:
-        if not (ca.not_valid_before_utc <= now <= ca.not_valid_after_utc):
-            continue
-        try:
-            leaf.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):  # wrong issuer name, signature or key type
-            continue
-        return
-    raise CertVerifyError("x509: certificate signed by unknown authority")
-
-
-def _common_name(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def _organizations(cert: x509.Certificate) -> tuple[str, ...]:
-    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
 
 
 class Headers:
@@ -193,19 +156,19 @@ class Authenticator:
         if rh.enabled:
             try:
                 verify_client_cert(leaf, rh_cas.certs)
-                cn = _common_name(leaf)
+                cn = common_name(leaf)
                 if not rh.allowed_names or cn in rh.allowed_names:
                     kind = "proxy"
                 else:
                     log.warning("front-proxy certificate CN not allowed", cn=cn, allowed=list(rh.allowed_names))
-            except CertVerifyError:
+            except ClientCertError:
                 pass
         user = None
         if client_cas.certs:
             try:
                 verify_client_cert(leaf, client_cas.certs)
-                user = UserInfo(_common_name(leaf), _organizations(leaf), method="x509")
-            except CertVerifyError:
+                user = UserInfo(common_name(leaf), organizations(leaf), method="x509")
+            except ClientCertError:
                 pass
         return (kind, user)
 

@@ -45,7 +45,6 @@ only matches non-resource requests; a rule naming neither matches both. A policy
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import threading
 from collections import OrderedDict
@@ -56,10 +55,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from autoscaler.k8s import status as st
+from autoscaler.k8s.certs import ClientCertError, common_name, organizations, verify_client_cert
 from sim.apiserver.tokens import TokenError, TokenIssuer, validate_against_store
 
 AUTHENTICATED = "system:authenticated"
@@ -141,10 +139,6 @@ def _pem_of(pair: Any) -> bytes | None:
     return pair.cert_pem if hasattr(pair, "cert_pem") else bytes(pair)
 
 
-class CertificateError(Exception):
-    """A presented client certificate was refused."""
-
-
 class _CertVerifier:
     """Checks that a leaf certificate was issued by one of ``cas`` and is a valid client cert now.
 
@@ -157,33 +151,7 @@ class _CertVerifier:
         self.cas = list(cas)
 
     def verify(self, cert: x509.Certificate) -> None:
-        now = dt.datetime.now(dt.UTC)
-        if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
-            raise CertificateError("x509: certificate has expired or is not yet valid")
-        try:
-            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            if ExtendedKeyUsageOID.CLIENT_AUTH not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-                raise CertificateError("x509: certificate specifies an incompatible key usage")
-        except x509.ExtensionNotFound:
-            pass
-        for ca in self.cas:
-            if ca.subject != cert.issuer:
-                continue
-            try:
-                cert.verify_directly_issued_by(ca)
-                return
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-        raise CertificateError("x509: certificate signed by unknown authority")
-
-
-def _common_name(cert: x509.Certificate) -> str:
-    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cn[0].value) if cn else ""
-
-
-def _organizations(cert: x509.Certificate) -> tuple[str, ...]:
-    return tuple(str(o.value) for o in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+        verify_client_cert(cert, self.cas)
 
 
 @dataclass(frozen=True)
@@ -231,14 +199,14 @@ class Authenticator:
             return ("error", "x509: malformed certificate")
         try:
             self._front_proxy_ca.verify(cert)
-            result = ("front-proxy", _common_name(cert))
-        except CertificateError:
+            result = ("front-proxy", common_name(cert))
+        except ClientCertError:
             try:
                 self._client_ca.verify(cert)
                 fp = hashlib.sha256(der).hexdigest()
-                result = ("user", UserInfo(_common_name(cert), groups=_organizations(cert),
+                result = ("user", UserInfo(common_name(cert), groups=organizations(cert),
                                            extra={CREDENTIAL_ID: (f"X509SHA256={fp}",)}))
-            except CertificateError as exc:
+            except ClientCertError as exc:
                 result = ("error", str(exc))
         if result[0] != "error":
             with self._lock:
