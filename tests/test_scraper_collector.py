@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from autoscaler.k8s.certs import generate_ca, issue_cert
 from autoscaler.k8s.kubeconfig import KubeConfig
 from autoscaler.k8s.timefmt import format_time
-from autoscaler.scraper.collector import Collector, ScrapeOptions, add_arguments, options_from_args
+from autoscaler.scraper.collector import Collector, ScrapeOptions, add_arguments, options_from_args, start_waves
 from autoscaler.storage.window import WindowStore
 
 T0 = 1_700_000_000.0
@@ -349,9 +349,34 @@ def test_flags_have_metrics_server_names_and_defaults():
     (["--kubelet-client-certificate=/x"], "need both"),
     (["--kubelet-preferred-address-types=InternalIP,Bogus"], "Bogus"),
     (["-l", "a in (b"], "node-selector"),
+    (["--scrape-wave-interval=5s"], "scrape-wave-interval"),
 ])
 def test_invalid_flag_combinations_are_rejected(argv, message):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     with pytest.raises(ValueError, match=message):
         options_from_args(parser.parse_args(argv))
+
+
+def test_nodes_start_in_waves_within_metrics_server_stagger():
+    import random
+
+    rng = random.Random(7).random
+    waves = start_waves(1000, 0.25, rng)
+    # metrics-server's stagger for 1,000 nodes is min(8 ms x 1,000, 4 s) = 4 s: 16 waves of 250 ms
+    assert sorted(waves) == [0.25 * k for k in range(16)]
+    assert sorted(i for members in waves.values() for i in members) == list(range(1000))
+    assert min(len(m) for m in waves.values()) > 30  # every wave serves many kubelets at once
+    # few nodes: the stagger (8 ms per node) is shorter than one interval, so one wave starts at once
+    assert list(start_waves(20, 0.25, rng)) == [0.0]
+    # interval 0: metrics-server's own per-node delays, all distinct and below the stagger
+    own = start_waves(100, 0.0, random.Random(7).random)
+    assert len(own) == 100 and max(own) < 0.8
+
+
+def test_wave_interval_flag():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert options_from_args(parser.parse_args([])).scrape_wave_interval == 0.25
+    assert options_from_args(parser.parse_args(["--scrape-wave-interval=0"])).scrape_wave_interval == 0
+    assert options_from_args(parser.parse_args(["--scrape-wave-interval=1s"])).scrape_wave_interval == 1

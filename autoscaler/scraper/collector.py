@@ -2,7 +2,10 @@
 
 One tick (metrics-server's scrape loop, metrics-pipeline.md §1.3): all nodes concurrently on
 asyncio, each start delayed by a random ``[0, min(8 ms × nodes, 4 s))`` so kubelets are not hit
-at once, in-flight requests bounded by ``max_concurrency`` and the start rate by asyncio-throttle,
+at once. Unlike metrics-server the delays are rounded down to multiples of ``scrape_wave_interval``
+(250 ms): nodes start in waves, so one event-loop wake-up serves several kubelets instead of one;
+that halves the collector's CPU per node (docs/metrics-pipeline.md). In-flight requests are
+bounded by ``max_concurrency`` and the start rate by asyncio-throttle,
 each request bounded by ``--kubelet-request-timeout`` and ``max_response_bytes``, the whole tick
 by the resolution. A node that fails, hangs or answers garbage only loses its own sample (logged,
 counted in ``metrics_server_kubelet_request_total{success="false"}`` and in :class:`CycleStats`).
@@ -41,6 +44,22 @@ log = structlog.get_logger(__name__)
 
 MAX_STAGGER = 4.0  # seconds; metrics-server's cap on the start delay
 STAGGER_PER_NODE = 0.008
+
+#: One node's scrape: (node name, its batch or None, the error or None).
+Outcome = tuple[str, NodeBatch | None, str | None]
+
+
+def start_waves(nodes: int, interval: float, rng: Callable[[], float] = random.random) -> dict[float, list[int]]:
+    """Node indices grouped by start delay: metrics-server's random ``[0, min(8 ms × nodes, 4 s))``
+    rounded down to a multiple of ``interval`` (0 keeps every node's own delay)."""
+    stagger = min(STAGGER_PER_NODE * nodes, MAX_STAGGER)
+    waves: dict[float, list[int]] = {}
+    for i in range(nodes):
+        delay = stagger * rng()
+        if interval > 0:
+            delay = (delay // interval) * interval
+        waves.setdefault(delay, []).append(i)
+    return waves
 
 
 @dataclass
@@ -153,19 +172,21 @@ class Collector:
             self._forget(gone)
         self._known_nodes = {n for n in names if n}
         headers = self.client.headers()
-        stagger = min(STAGGER_PER_NODE * len(nodes), MAX_STAGGER)
-        tasks = [asyncio.ensure_future(self._scrape_node(node, headers, stagger * random.random())) for node in nodes]
+        outcomes: list[Outcome | None] = [None] * len(nodes)
+        waves = [asyncio.ensure_future(self._scrape_wave(delay, [(i, nodes[i]) for i in members], headers, outcomes))
+                 for delay, members in start_waves(len(nodes), self.options.scrape_wave_interval).items()]
         results: list[NodeBatch] = []
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.options.metric_resolution)
-            for node, t in zip(nodes, tasks, strict=True):
-                if t in pending:
-                    t.cancel()
+        if waves:
+            _, pending = await asyncio.wait(waves, timeout=self.options.metric_resolution)
+            for t in pending:
+                t.cancel()
+            for node, outcome in zip(nodes, outcomes, strict=True):
+                if outcome is None:
                     name = (node.get("metadata") or {}).get("name", "")
                     stats.errors[name] = "scrape did not finish within the metric resolution"
                     self._m_failure.inc()
                     continue
-                name, batch, error = t.result()
+                name, batch, error = outcome
                 if error is not None:
                     stats.errors[name] = error
                 elif batch is not None:
@@ -192,15 +213,25 @@ class Collector:
             self._targets[name] = cached
         return cached
 
-    async def _scrape_node(self, node: dict, headers: dict[str, str], delay: float) -> tuple[str, NodeBatch | None, str | None]:
+    async def _scrape_wave(self, delay: float, members: list[tuple[int, dict]], headers: dict[str, str],
+                           outcomes: list[Outcome | None]) -> None:
+        """Sleep ``delay``, then scrape the wave's nodes concurrently. Each outcome lands in
+        ``outcomes[i]`` as soon as it is known, so a wave cut off at the deadline keeps what it finished."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        async def one(i: int, node: dict) -> None:
+            outcomes[i] = await self._scrape_node(node, headers)
+
+        await asyncio.gather(*(one(i, node) for i, node in members))
+
+    async def _scrape_node(self, node: dict, headers: dict[str, str]) -> Outcome:
         name = (node.get("metadata") or {}).get("name") or ""
         try:
             _, url, m_duration, m_last = self._target(node)
         except TargetError as exc:
             log.error("Failed to scrape node", node=name, err=str(exc))
             return name, None, str(exc)
-        if delay > 0:
-            await asyncio.sleep(delay)
         assert self._sem is not None
         async with self._sem:
             await self._throttle.acquire()
