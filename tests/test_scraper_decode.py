@@ -117,6 +117,14 @@ def test_escaped_label_values_are_unescaped():
     assert b.cpu_ns[0] == 2_500_000_000 and b.memory[0] == 100
 
 
+def test_hash_inside_a_label_value_does_not_end_the_family():
+    pts = [("default", "web-0", "c#1", 1.5, 2e6, 1699996400.0, 1700000000000),
+           ("default", "web-0", "c2", 2.5, 3e6, 1699996400.0, 1700000000000)]
+    b = decode_resource(_resource_text(pts), "n", NOW)
+    assert b.containers == ["c#1", "c2"]
+    assert b.cpu_ns.tolist() == [1_500_000_000, 2_500_000_000] and b.memory.tolist() == [2e6, 3e6]
+
+
 def test_missing_timestamps_use_the_request_time_and_missing_start_is_nan():
     pts = [("ns", "p", "c", 1.5, 2e6, None, None)]
     b = decode_resource(_resource_text(pts, with_ts=False), "n", NOW)

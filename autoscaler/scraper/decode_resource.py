@@ -67,6 +67,18 @@ def _parse_timestamps(tokens: list[str], what: str) -> np.ndarray:
     return np.array(tokens, dtype=np.int64)
 
 
+def _next_comment(text: str, start: int) -> int:
+    """Index of the newline before the next ``#`` line at or after ``start``, or -1.
+
+    Searching for the one character ``#`` (memchr) and checking the character before it is
+    several times faster than searching for ``"\n#"``, which stops at every line break.
+    """
+    k = text.find("#", start)
+    while k > 0 and text[k - 1] != "\n":
+        k = text.find("#", k + 1)
+    return k - 1 if k > 0 else -1
+
+
 def _fast_family(text: str, name: str, hint: int = 0) -> tuple[_Family | None, int]:
     """The family's block, searched from ``hint`` first (kubelets sort families by name)."""
     key = "\n" + name + "{"
@@ -77,7 +89,7 @@ def _fast_family(text: str, name: str, hint: int = 0) -> tuple[_Family | None, i
         if ("\n" + name + " ") in text or ("\n" + name + "\t") in text:
             raise _Slow
         return None, hint
-    j = text.find("\n#", i + 1)
+    j = _next_comment(text, i + 1)
     block = text[i + 1 : j if j >= 0 else len(text)].strip()
     if "\\" in block:
         raise _Slow
