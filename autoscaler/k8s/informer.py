@@ -133,8 +133,9 @@ class Informer:
     def _headers(self, accept: str) -> dict[str, str]:
         return {"Accept": accept, "User-Agent": "autoscaler-informer", **self.kube.auth_headers()}
 
-    @staticmethod
-    async def _error(resp: aiohttp.ClientResponse) -> ApiRequestError:
+    async def _error(self, resp: aiohttp.ClientResponse, headers: dict[str, str]) -> ApiRequestError:
+        if resp.status == 401:
+            self.kube.unauthorized(headers)  # an expired exec-plugin credential is renewed before the retry
         text = await resp.text(errors="replace")
         try:
             message = orjson.loads(text).get("message") or text
@@ -149,11 +150,12 @@ class Informer:
         accept = ACCEPT_METADATA_LIST if self.metadata_only else ACCEPT_JSON
         while True:
             url = self._query(limit=self.page_size, **{"continue": cont})
-            async with session.get(url, headers=self._headers(accept)) as resp:
+            headers = self._headers(accept)
+            async with session.get(url, headers=headers) as resp:
                 if resp.status == 410:
                     raise _Gone  # continue token expired: start over
                 if resp.status != 200:
-                    raise await self._error(resp)
+                    raise await self._error(resp, headers)
                 doc = orjson.loads(await resp.read())
             for obj in doc.get("items") or []:
                 obj = self._prepare(obj)
@@ -183,11 +185,12 @@ class Informer:
         url = self._query(watch="true", resourceVersion=self._rv, allowWatchBookmarks="true", timeoutSeconds=timeout)
         accept = ACCEPT_METADATA if self.metadata_only else ACCEPT_JSON
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout + 30)
-        async with session.get(url, headers=self._headers(accept), timeout=client_timeout) as resp:
+        headers = self._headers(accept)
+        async with session.get(url, headers=headers, timeout=client_timeout) as resp:
             if resp.status == 410:
                 raise _Gone
             if resp.status != 200:
-                raise await self._error(resp)
+                raise await self._error(resp, headers)
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk

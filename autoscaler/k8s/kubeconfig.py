@@ -6,21 +6,29 @@ ServiceAccount. We do the same, and for convenience outside a cluster fall back 
 
 The token of a projected ServiceAccount volume rotates, so :meth:`KubeConfig.bearer_token`
 re-reads the file (at most once a minute, like client-go's cached token source, or at once when
-the file's mtime changes).
+the file's mtime changes). A user with an ``exec`` credential plugin (cloud providers' kubeconfigs)
+gets its token or client certificate from the plugin (:mod:`autoscaler.k8s.execcred`), renewed
+when it expires or the API server answers 401; TLS contexts built earlier pick up a renewed
+certificate for their next connections.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import ssl
 import tempfile
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from autoscaler.k8s.execcred import ExecCredential, ExecCredentialError, ExecPlugin
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REREAD_SECONDS = 60.0
@@ -45,11 +53,17 @@ class KubeConfig:
     tls_server_name: str | None = None
     in_cluster: bool = False
     source: str = ""
+    exec_plugin: ExecPlugin | None = None
     _token_cache: tuple[str, float, float] | None = field(default=None, repr=False)  # (token, mtime, read at)
+    # TLS contexts that carry the plugin's client certificate, and the certificate they carry
+    _exec_contexts: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
+    _exec_cert: bytes | None = field(default=None, repr=False)
 
     # -- credentials ---------------------------------------------------------------------------
     def bearer_token(self) -> str | None:
         """The current bearer token; a token file is re-read when it changes (projected tokens rotate)."""
+        if self.exec_plugin is not None:
+            return self._exec_credential().token or self.token
         if self.token_file:
             now = time.monotonic()
             try:
@@ -72,6 +86,30 @@ class KubeConfig:
     def auth_headers(self) -> dict[str, str]:
         token = self.bearer_token()
         return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def unauthorized(self, headers: dict[str, str] | None = None) -> None:
+        """A request with ``headers`` was answered 401: an exec credential is renewed before the next one."""
+        if self.exec_plugin is not None:
+            auth = (headers or {}).get("Authorization", "")
+            self.exec_plugin.rejected(auth[7:] if auth.startswith("Bearer ") else None)
+
+    def _exec_credential(self) -> ExecCredential:
+        """The plugin's credential; a renewed client certificate is loaded into every context built so far."""
+        assert self.exec_plugin is not None
+        try:
+            cred = self.exec_plugin.credential()
+        except ExecCredentialError as exc:
+            raise KubeConfigError(str(exc)) from None
+        if cred.cert_pem and cred.cert_pem != self._exec_cert:
+            self._exec_cert = cred.cert_pem
+            for ctx in list(self._exec_contexts):
+                self._load_exec_cert(ctx, cred)
+        return cred
+
+    @staticmethod
+    def _load_exec_cert(ctx: ssl.SSLContext, cred: ExecCredential) -> None:
+        assert cred.cert_pem and cred.key_pem
+        ctx.load_cert_chain(_temp_file(cred.cert_pem, "exec-client.crt"), _temp_file(cred.key_pem, "exec-client.key"))
 
     def ca_pem(self) -> bytes | None:
         if self.ca_data:
@@ -101,6 +139,11 @@ class KubeConfig:
                 ctx.load_verify_locations(cadata=ca.decode())
         if self.client_cert_file:
             ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        if self.exec_plugin is not None:
+            cred = self._exec_credential()
+            if cred.cert_pem:
+                self._load_exec_cert(ctx, cred)
+                self._exec_contexts.add(ctx)
         return ctx
 
     def api_client(self) -> Any:
@@ -117,13 +160,17 @@ class KubeConfig:
         if self.client_cert_file:
             cfg.cert_file = self.client_cert_file
             cfg.key_file = self.client_key_file
+        elif self.exec_plugin is not None and (cred := self._exec_credential()).cert_pem:
+            assert cred.key_pem
+            cfg.cert_file = _temp_file(cred.cert_pem, "exec-client.crt")
+            cfg.key_file = _temp_file(cred.key_pem, "exec-client.key")
         if self.tls_server_name:
             cfg.tls_server_name = self.tls_server_name
         token = self.bearer_token()
         if token:
             cfg.api_key = {"authorization": token}
             cfg.api_key_prefix = {"authorization": "Bearer"}
-            if self.token_file:
+            if self.token_file or self.exec_plugin is not None:
                 def refresh(conf: Any) -> None:
                     conf.api_key = {"authorization": self.bearer_token() or ""}
 
@@ -210,9 +257,18 @@ def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
     host = cluster.get("server")
     if not host:
         raise KubeConfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
-    if "exec" in user or "auth-provider" in user:
-        raise KubeConfigError(f"{path}: user {ctx.get('user')!r} uses an exec/auth-provider plugin, which is not supported")
     where = f"{path}: user {ctx.get('user')!r}"
+    if "auth-provider" in user:
+        raise KubeConfigError(f"{where}: auth-provider plugins are not supported (client-go removed the gcp and "
+                              f"azure ones in 1.26); use an exec credential plugin such as gke-gcloud-auth-plugin, "
+                              f"kubelogin or 'aws eks get-token'")
+    plugin = None
+    if user.get("exec") is not None:
+        try:
+            plugin = ExecPlugin(user["exec"], where=where, cluster=_exec_cluster_info(cluster, rel),
+                                base_dir=base)
+        except ExecCredentialError as exc:
+            raise KubeConfigError(str(exc)) from None
     cert_data, key_data = _data(user, "client-certificate-data", where), _data(user, "client-key-data", where)
     cert_file = rel(user.get("client-certificate")) or (_temp_file(cert_data, "client.crt") if cert_data else None)
     key_file = rel(user.get("client-key")) or (_temp_file(key_data, "client.key") if key_data else None)
@@ -229,7 +285,26 @@ def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         tls_server_name=cluster.get("tls-server-name"),
         source=f"{path} (context {ctx_name})",
+        exec_plugin=plugin,
     )
+
+
+def _exec_cluster_info(cluster: dict[str, Any], rel: Callable[[str | None], str | None]) -> dict[str, Any]:
+    """The cluster as client-go describes it to a plugin with ``provideClusterInfo`` (CA inlined)."""
+    info: dict[str, Any] = {"server": cluster.get("server", "")}
+    for key in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url", "disable-compression"):
+        if cluster.get(key):
+            info[key] = cluster[key]
+    ca = cluster.get("certificate-authority-data")
+    if not ca and (ca_file := rel(cluster.get("certificate-authority"))):
+        with contextlib.suppress(OSError):
+            ca = base64.b64encode(Path(ca_file).read_bytes()).decode()
+    if ca:
+        info["certificate-authority-data"] = ca
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "client.authentication.k8s.io/exec":
+            info["config"] = ext.get("extension")
+    return info
 
 
 def load_kubeconfig(path: str | None, context: str | None = None) -> KubeConfig:

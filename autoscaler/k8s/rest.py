@@ -16,7 +16,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from autoscaler.k8s.kubeconfig import KubeConfig
+from autoscaler.k8s.kubeconfig import KubeConfig, KubeConfigError
 from autoscaler.k8s.status import ApiError
 
 JSON = "application/json"
@@ -73,7 +73,10 @@ class KubeClient:
     async def request(self, method: str, path: str, body: Any = None, *, params: dict[str, str] | None = None,
                       content_type: str = JSON) -> dict[str, Any]:
         """Send ``body`` (if any) as ``content_type``; the decoded JSON answer, or :class:`KubeError`."""
-        headers = {"Accept": JSON, **self.kube.auth_headers()}
+        try:
+            headers = {"Accept": JSON, **self.kube.auth_headers()}
+        except KubeConfigError as exc:  # an exec credential plugin failed
+            raise KubeError(0, "", f"{method} {path}: {exc}") from None
         if self.user_agent:
             headers["User-Agent"] = self.user_agent
         data = None
@@ -86,6 +89,8 @@ class KubeClient:
                                             timeout=self._timeout) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
+                    if resp.status == 401:
+                        self.kube.unauthorized(headers)  # renew an exec-plugin credential before the next request
                     raise status_error(resp.status, raw, f"{method} {path}")
                 return orjson.loads(raw) if raw else {}
         except (aiohttp.ClientError, TimeoutError) as exc:

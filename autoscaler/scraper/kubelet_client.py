@@ -105,6 +105,8 @@ class KubeletClient:
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
                 if resp.status != 200:
+                    if resp.status == 401 and self.kube is not None:
+                        self.kube.unauthorized(headers)  # renew an exec-plugin credential for the next cycle
                     raise ScrapeError(f'request failed, status: "{resp.status} {resp.reason}"')
                 length = resp.content_length
                 if length is not None:
