@@ -200,3 +200,13 @@ def test_bad_pod_metrics_quantity_names_object(tmp_path: Path) -> None:
             it["containers"][0]["usage"]["cpu"] = "lots"
     r = explain("-f", str(write_list(tmp_path, items)), "--now", NOW)
     assert r.returncode == 2 and "PodMetrics default/web-1" in r.stderr and "usage.cpu" in r.stderr
+
+
+def test_fields_the_hpa_kind_lacks_are_named_in_a_warning(tmp_path: Path) -> None:
+    items = load_items()
+    hpa = next(it for it in items if it["kind"] == "HorizontalPodAutoscaler")
+    hpa["spec"]["behavior"] = {"scaleDown": {"stabilizationWindowSecond": 0}}
+    r = explain("-f", str(write_list(tmp_path, items)), "--now", NOW, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert "ignored: spec.behavior.scaleDown.stabilizationWindowSecond" in r.stderr
+    assert json.loads(r.stdout)["scale"]["to"] == 4

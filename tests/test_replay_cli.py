@@ -131,3 +131,20 @@ def test_csv_trace_with_hpa_file_and_errors(trace_file: Path, tmp_path: Path) ->
     p = run("sim", "replay", str(trace_file), "--set", "spec.metrics[3].type=Pods", "-o", "json")
     errs = [i["error"] for i in json.loads(p.stdout) if "error" in i]
     assert errs == ["spec.metrics[3].type: spec.metrics[3] is out of range (the list has 1 items)"]
+
+
+def test_fields_the_hpa_kind_lacks_are_refused(trace_file: Path, tmp_path: Path) -> None:
+    # a misspelt --set path would otherwise sweep identical configurations
+    p = run("sim", "replay", str(trace_file), "--set", "spec.behavior.scaleDown.stabilizationWindowSecond=0,300",
+            check=False)
+    assert p.returncode == 1
+    assert ('--set spec.behavior.scaleDown.stabilizationWindowSecond: strict decoding error: unknown field '
+            '"spec.behavior.scaleDown.stabilizationWindowSecond"') in p.stderr
+    manifest = hpa_manifest("web", "shop", target=60, min_replicas=2, max_replicas=10)
+    manifest["spec"]["metrics"][0]["resource"]["target"]["averageUtilisation"] = 50
+    hpa = tmp_path / "typo.yaml"
+    hpa.write_text(yaml.safe_dump(manifest))
+    p = run("sim", "replay", str(trace_file), "--hpa", str(hpa), check=False)
+    assert p.returncode == 1
+    assert f'--hpa {hpa}: strict decoding error: unknown field "spec.metrics[0].resource.target.averageUtilisation"' \
+        in p.stderr

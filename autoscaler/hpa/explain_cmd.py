@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
     from autoscaler.hpa.inputs import InputError
     from autoscaler.hpa.normalize import HPAState
     from autoscaler.hpa.snapshot import build_inputs, parse_documents
+    from autoscaler.k8s.fields import unknown_fields
     from autoscaler.k8s.timefmt import parse_duration, parse_time
 
     try:
@@ -99,6 +100,10 @@ def main(args: argparse.Namespace) -> int:
             return _fail(f"--state {args.state}: {e}")
     try:
         inputs = build_inputs(parse_documents(text), args.hpa)
+        if unknown := unknown_fields(inputs.hpa):
+            # kube-apiserver would have dropped these (or refused them under fieldValidation=Strict)
+            print(f"warning: {args.filename}: the HPA has fields autoscaling/v2 does not define, ignored: "
+                  + ", ".join(unknown), file=sys.stderr)
         decision = decide(inputs.hpa, inputs.scale, inputs.pods, inputs.metrics, now=now, state=state,
                           config=config, other_hpa_selectors=inputs.others, scale_error=inputs.scale_error)
     except InputError as e:

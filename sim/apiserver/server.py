@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from autoscaler.k8s import status as st
+from autoscaler.k8s.fields import model_for, prune_unknown, strict_decoding_error
 from autoscaler.k8s.selectors import SelectorError, parse_label_selector
 
 from . import convert, discovery, fields, negotiate, openapi, resources, tables
@@ -68,6 +69,13 @@ def _json(obj: Any, status: int = 200, target: negotiate.Target | None = None) -
     target = target or negotiate.Target()
     resp = web.Response(status=status, body=negotiate.encode(obj, target))
     resp.headers["Content-Type"] = target.content_type
+    return resp
+
+
+def _warn(resp: web.Response, warnings: list[str]) -> web.Response:
+    """Attach API warnings (``Warning: 299 - "text"``, RFC 7234) that kubectl prints as ``Warning: text``."""
+    for text in warnings:
+        resp.headers.add("Warning", '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
     return resp
 
 
@@ -400,6 +408,21 @@ class APIServer:
         if v not in (None, "", "Ignore", "Warn", "Strict"):
             raise st.bad_request(f'fieldValidation parameter unsupported: "{v}". Valid values: Ignore, Warn, Strict')
 
+    @staticmethod
+    def _drop_unknown_fields(request: web.Request, r: resources.Resource, version: str, body: dict,
+                             kind: str | None = None, api_version: str | None = None) -> list[str]:
+        """Decode ``body`` as kube-apiserver decodes a built-in type: fields the kind lacks are dropped,
+        and ``fieldValidation`` (default Warn) makes them an error (Strict) or warnings (Warn)."""
+        kind = kind or r.kind
+        api_version = api_version or (f"{r.group}/{version}" if r.group else version)
+        model = model_for(api_version, kind)
+        unknown = prune_unknown(body, model) if model else []
+        mode = request.query.get("fieldValidation") or "Warn"
+        if unknown and mode == "Strict":
+            raise st.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                                 + strict_decoding_error(unknown))
+        return [f'unknown field "{p}"' for p in unknown] if mode == "Warn" else []
+
     def _check_identity(self, r: resources.Resource, info: RequestInfo, ns: str | None, body: Any,
                         version: str, *, subresource_kind: str | None = None) -> dict:
         if not isinstance(body, dict):
@@ -600,9 +623,10 @@ class APIServer:
         if info.subresource:
             raise st.method_not_allowed()
         body = self._check_identity(r, info, ns if r.namespaced else None, body, info.version)
+        warnings = self._drop_unknown_fields(request, r, info.version, body)
         internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
         out = self.store.create(r.key, internal, dry_run=dry, owned=True)
-        return self._render_one(request, r, info.version, out, 201)
+        return _warn(self._render_one(request, r, info.version, out, 201), warnings)
 
     def _bind(self, info: RequestInfo, body: Any) -> web.Response:
         if not isinstance(body, dict):
@@ -632,11 +656,13 @@ class APIServer:
         dry = self._dry_run(request)
         if info.subresource == "scale":
             body = self._check_identity(r, info, ns, body, info.version, subresource_kind="Scale")
-            return _json(self.store.update(r.key, body, subresource="scale", dry_run=dry))
+            warnings = self._drop_unknown_fields(request, r, info.version, body, "Scale", "autoscaling/v1")
+            return _warn(_json(self.store.update(r.key, body, subresource="scale", dry_run=dry)), warnings)
         body = self._check_identity(r, info, ns, body, info.version)
+        warnings = self._drop_unknown_fields(request, r, info.version, body)
         internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
         out = self.store.update(r.key, internal, subresource=info.subresource or None, dry_run=dry, owned=True)
-        return self._render_one(request, r, info.version, out)
+        return _warn(self._render_one(request, r, info.version, out), warnings)
 
     async def _patch(self, request: web.Request, r: resources.Resource, info: RequestInfo,
                      ns: str | None) -> web.Response:
@@ -656,7 +682,8 @@ class APIServer:
             patched.setdefault("metadata", {})["name"] = info.name
             if r.namespaced:
                 patched["metadata"]["namespace"] = ns
-            return _json(self.store.update(r.key, patched, subresource="scale", dry_run=dry))
+            warnings = self._drop_unknown_fields(request, r, info.version, patched, "Scale", "autoscaling/v1")
+            return _warn(_json(self.store.update(r.key, patched, subresource="scale", dry_run=dry)), warnings)
         try:
             stored = self.store.get(r.key, ns, info.name)
         except st.ApiError as err:
@@ -664,9 +691,11 @@ class APIServer:
                 if not request.query.get("fieldManager"):
                     raise st.bad_request("PATCH /apply requests require fieldManager to be set") from None
                 body = self._check_identity(r, info, ns, patch, info.version)
+                warnings = self._drop_unknown_fields(request, r, info.version, body)
                 internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
-                return self._render_one(request, r, info.version,
-                                        self.store.create(r.key, internal, dry_run=dry, owned=True), 201)
+                return _warn(self._render_one(request, r, info.version,
+                                              self.store.create(r.key, internal, dry_run=dry, owned=True), 201),
+                             warnings)
             raise
         current = self._external(r, info.version, stored)
         patched = apply_patch(kind, deep_copy(current), patch)
@@ -676,9 +705,10 @@ class APIServer:
         if md.get("name") != info.name:
             raise st.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL "
                                  f"({info.name})")
+        warnings = self._drop_unknown_fields(request, r, info.version, patched)
         internal = convert.to_internal(r.key, info.version, patched) if r.key != "events.events.k8s.io" else patched
         out = self.store.update(r.key, internal, subresource=info.subresource or None, dry_run=dry, owned=True)
-        return self._render_one(request, r, info.version, out)
+        return _warn(self._render_one(request, r, info.version, out), warnings)
 
     async def _delete_options(self, request: web.Request) -> dict:
         opts: dict[str, Any] = {}

@@ -113,6 +113,10 @@ def load_hpa_file(path: str) -> dict[str, Any]:
         raise ValueError(f"--hpa {path}: want exactly one HorizontalPodAutoscaler, found {len(hpas)}")
     hpa = hpas[0]
     api = str(hpa.get("apiVersion", ""))
+    from autoscaler.k8s.fields import strict_decoding_error, unknown_fields
+
+    if api in ("autoscaling/v1", "autoscaling/v2") and (unknown := unknown_fields(hpa)):
+        raise ValueError(f"--hpa {path}: {strict_decoding_error(unknown)}")
     if api == "autoscaling/v1":
         from autoscaler.hpa import hpa_v1_to_v2
 

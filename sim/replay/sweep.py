@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from autoscaler.hpa import ControllerConfig, validate_hpa
+from autoscaler.k8s.fields import strict_decoding_error, unknown_fields
 from autoscaler.k8s.timefmt import parse_duration
 from sim.replay.engine import ReplayOptions, Timeline, replay
 from sim.replay.load import WorkloadLoad
@@ -199,7 +200,22 @@ class Config:
 
 def expand(base_hpa: dict[str, Any], base_cfg: ControllerConfig, sync_period: float,
            sets: list[tuple[str, list[Any]]]) -> list[Config]:
-    """The cartesian product of the ``--set`` values applied to the base (index 0 = first combination)."""
+    """The cartesian product of the ``--set`` values applied to the base (index 0 = first combination).
+
+    A path naming a field the HPA kind does not have is an error before anything runs: it would
+    otherwise be ignored, and the sweep would compare identical configurations."""
+    known = set(unknown_fields(base_hpa))
+    for path, values in sets:
+        if not path.startswith("controller."):
+            probe = copy.deepcopy(base_hpa)
+            try:
+                set_path(probe, path, values[0])
+            except SweepError:
+                continue  # reported per configuration below
+            new = [f for f in unknown_fields(probe) if f not in known]
+            if new:
+                raise SweepError(f"--set {path}: {strict_decoding_error(new)} (not a field of "
+                                 f"{base_hpa.get('apiVersion')} {base_hpa.get('kind')})")
     paths = [p for p, _ in sets]
     combos = list(itertools.product(*[v for _, v in sets])) if sets else [()]
     out = []
