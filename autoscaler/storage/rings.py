@@ -54,6 +54,13 @@ class Rings:
         for new, prev in zip((self.ts, self.cpu, self.mem, self.start, self.head, self.count), old, strict=True):
             new[: len(prev)] = prev
 
+    def reserve(self, n: int) -> None:
+        """Make room for ``n`` more rows in one step (a first scrape of many nodes would otherwise
+        grow, and copy, the arrays a dozen times)."""
+        need = self._next + max(0, n - len(self._free))
+        if need > self.capacity:
+            self._grow(need)
+
     def alloc(self, n: int) -> np.ndarray:
         """``n`` empty rows (reusing released ones first)."""
         take = min(n, len(self._free))

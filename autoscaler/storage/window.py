@@ -107,6 +107,8 @@ class WindowStore:
             n_rows: list[int] = []
             n_vals: list[tuple[int, int, int, int]] = []
             used: list[tuple[_Node, NodeBatch]] = []
+            self._containers.reserve(sum(len(b) for b in unique.values() if (e := self._nodes.get(b.node)) is None
+                                         or e.sig != (b.namespaces, b.pods, b.containers)))
             for b in unique.values():
                 self._now = max(self._now, b.scrape_time)
                 entry = self._nodes.get(b.node)
@@ -189,6 +191,8 @@ class WindowStore:
         batch_rows = np.full(n, -1, np.intp)
         keys = list(pod_index)
         has_dups = False
+        plans: list[tuple[tuple[str, str], int, list[str], dict[str, int], dict[str, int]]] = []
+        new_series = 0
         for key, j in pod_index.items():
             existing = self._pods.get(key)
             if existing is not None and existing.node is not entry:
@@ -210,14 +214,20 @@ class WindowStore:
                 by_name[c] = i
             old = dict(zip(existing.names, existing.rows.tolist(), strict=True)) if existing else {}
             names = sorted(by_name)
-            new_names = [c for c in names if c not in old]
-            fresh_rows = iter(self._containers.alloc(len(new_names)).tolist()) if new_names else iter(())
+            new_series += sum(c not in old for c in names)
+            plans.append((key, j, names, by_name, old))
+        # rows for every new series of the node in one allocation
+        fresh_rows = iter(self._containers.alloc(new_series).tolist()) if new_series else iter(())
+        positions: list[int] = []
+        all_rows: list[int] = []
+        for key, j, names, by_name, old in plans:
             rows = [old.pop(c) if c in old else next(fresh_rows) for c in names]
             if old:
                 self._containers.release(list(old.values()))
-            rows_arr = np.asarray(rows, np.intp)
-            self._pods[key] = _Pod(entry, j, names, rows_arr)
-            batch_rows[[by_name[c] for c in names]] = rows_arr
+            self._pods[key] = _Pod(entry, j, names, np.asarray(rows, np.intp))
+            positions.extend(by_name[c] for c in names)
+            all_rows.extend(rows)
+        batch_rows[positions] = all_rows
         for key in entry.pod_keys:
             if key not in pod_index:
                 pod = self._pods.get(key)
