@@ -34,6 +34,9 @@ def test_flags_have_upstream_defaults_and_reject_bad_values():
         ("active", 60.0, False, True, False)
     with pytest.raises(argparse.ArgumentError, match="unrecognized feature gate: Nope"):
         parse("--feature-gates=Nope=true")
+    assert options_from_args(parse("--feature-gates=HPAGeneration=true")).config.observed_generation
+    with pytest.raises(argparse.ArgumentError, match="invalid value of HPAGeneration=yes, err: invalid boolean"):
+        parse("--feature-gates=HPAGeneration=yes")
     with pytest.raises(ValueError, match="renew-deadline must be less than"):
         options_from_args(parse("--leader-elect-renew-deadline=20s"))
 

@@ -173,6 +173,17 @@ def test_scale_to_zero_gate(tmp_path: Path) -> None:
     assert ("ScaledToZero", "True", "ScaledToZero") in conditions(on)
 
 
+def test_hpa_generation_gate_sets_observed_generation(tmp_path: Path) -> None:
+    items = load_items()
+    hpa = next(it for it in items if it["kind"] == "HorizontalPodAutoscaler")
+    hpa["metadata"]["generation"] = 7
+    snap = write_list(tmp_path, items)
+    off = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json").stdout)
+    assert "observedGeneration" not in off["status"]
+    on = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json", "--feature-gates", "HPAGeneration=true").stdout)
+    assert on["status"]["observedGeneration"] == 7 and on["scale"] == off["scale"]
+
+
 @pytest.mark.parametrize(("content", "needle"), [
     ("foo: [", "neither JSON nor YAML"),
     ('{"apiVersion": "v1", "metadata": {"name": "x"}}', "document 1: kind: required field is missing"),

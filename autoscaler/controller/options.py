@@ -11,10 +11,10 @@ import argparse
 from dataclasses import dataclass, field
 
 from autoscaler.hpa import ControllerConfig
+from autoscaler.hpa.decide import parse_feature_gates, with_feature_gates
 from autoscaler.k8s.timefmt import duration_flag, format_duration
 
 MODES = ("active", "dry-run", "off")
-GATES = {"HPAScaleToZero": "scale_to_zero", "HPAConfigurableTolerance": "configurable_tolerance"}
 
 
 def go_bool(text: str) -> bool:
@@ -27,22 +27,11 @@ def go_bool(text: str) -> bool:
 
 
 def feature_gates(text: str) -> dict[str, bool]:
-    """``Name=true,Other=false`` for the gates the HPA controller reads."""
-    out: dict[str, bool] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        name, eq, val = part.partition("=")
-        name = name.strip()
-        if not eq:
-            raise argparse.ArgumentTypeError(f"missing bool value for {name}")
-        if name not in GATES:
-            raise argparse.ArgumentTypeError(f"unrecognized feature gate: {name} (known: {', '.join(sorted(GATES))})")
-        try:
-            out[name] = go_bool(val.strip())
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"invalid value of {name}={val}, err: invalid boolean") from None
-    return out
+    """``Name=true,Other=false`` for the gates the HPA controller reads (an argparse type)."""
+    try:
+        return parse_feature_gates(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +55,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         f"recommendation it made during that period. (default {format_duration(d.downscale_stabilization)})")
     g.add_argument("--feature-gates", type=feature_gates, default={}, metavar="GATES",
                    help="Comma-separated Name=bool pairs: HPAScaleToZero (default false), "
-                        "HPAConfigurableTolerance (default true).")
+                        "HPAConfigurableTolerance (default true), HPAGeneration (default false: "
+                        "status.observedGeneration).")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +109,7 @@ def config_from_args(args: argparse.Namespace) -> ControllerConfig:
     )
     if cfg.tolerance < 0:
         raise ValueError(f"--horizontal-pod-autoscaler-tolerance must be >= 0, got {cfg.tolerance}")
-    for name, on in (args.feature_gates or {}).items():
-        setattr(cfg, GATES[name], on)
-    return cfg
+    return with_feature_gates(cfg, args.feature_gates or {})
 
 
 @dataclass

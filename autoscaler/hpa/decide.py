@@ -66,7 +66,7 @@ def _own_events(events: list[ScaleEvent]) -> list[ScaleEvent]:
 
 @dataclass(slots=True)
 class ControllerConfig:
-    """kube-controller-manager's HPA settings (upstream flag defaults) and the two feature gates."""
+    """kube-controller-manager's HPA settings (upstream flag defaults) and its HPA feature gates."""
 
     tolerance: float = 0.1
     cpu_initialization_period: float = 300.0
@@ -74,8 +74,40 @@ class ControllerConfig:
     downscale_stabilization: float = 300.0
     scale_to_zero: bool = False  # HPAScaleToZero: off in released Kubernetes 1.36
     configurable_tolerance: bool = True  # HPAConfigurableTolerance: beta, on since 1.35
+    observed_generation: bool = False  # HPAGeneration: alpha, off; status.observedGeneration
     scale_up_limit_factor: float = 2.0
     scale_up_limit_minimum: float = 4.0
+
+
+#: kube-controller-manager feature gates the HPA controller reads -> the ControllerConfig field.
+FEATURE_GATES = {"HPAScaleToZero": "scale_to_zero", "HPAConfigurableTolerance": "configurable_tolerance",
+                 "HPAGeneration": "observed_generation"}
+
+
+def parse_feature_gates(text: str) -> dict[str, bool]:
+    """``--feature-gates=Name=true,Other=false`` (Go's boolean spellings), only the gates above."""
+    out: dict[str, bool] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, val = (x.strip() for x in part.partition("="))
+        if not eq:
+            raise ValueError(f"missing bool value for {name}")
+        if name not in FEATURE_GATES:
+            raise ValueError(f"unrecognized feature gate: {name} (known: {', '.join(sorted(FEATURE_GATES))})")
+        if val not in _GO_BOOLS:
+            raise ValueError(f"invalid value of {name}={val}, err: invalid boolean")
+        out[name] = _GO_BOOLS[val]
+    return out
+
+
+def with_feature_gates(cfg: ControllerConfig, gates: Mapping[str, bool]) -> ControllerConfig:
+    for name, on in gates.items():
+        setattr(cfg, FEATURE_GATES[name], on)
+    return cfg
+
+
+# strconv.ParseBool
+_GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
 
 
 @dataclass(slots=True)
@@ -91,6 +123,7 @@ class _RescaleContext:
     reason: str
     now: float
     build_status: bool
+    generation: int | None
 
 
 @dataclass(slots=True)
@@ -510,6 +543,7 @@ def decide(
     scaled_to_zero = gate_zero and stz is not None and stz.get("status") == "True"
     from_zero_ok = scaled_to_zero and h.has_object_or_external
     ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
+    gen = (h.obj.get("metadata") or {}).get("generation") if cfg.observed_generation else None
 
     metric_statuses: list[dict[str, Any]] | None = None
     desired = 0
@@ -542,7 +576,7 @@ def decide(
             h, scale, pods, metrics, conds, events, cfg, now, other_hpa_selectors, detail, want, build_status, ex)
         if best == -1:
             status = _status(original, current, original.get("desiredReplicas", 0), metric_statuses, False, now,
-                             build_status)
+                             build_status, gen)
             events.append({"type": "Warning", "reason": "FailedComputeMetricsReplicas", "message": metric_error or ""})
             return finish(status, scale_to=current, updated=False,
                           error=f"failed to compute desired number of replicas based on listed metrics for {ref}: "
@@ -588,19 +622,22 @@ def decide(
                 conds.set("ScaledToZero", "False", "NotScaledToZero", "the target is not scaled to zero by the HPA controller")
         else:
             conds.remove("ScaledToZero")
-        status = _status(original, current, desired, metric_statuses, True, now, build_status)
+        status = _status(original, current, desired, metric_statuses, True, now, build_status, gen)
         ctx = _RescaleContext(conds_before, metric_statuses, original, state_before, current, desired, reason, now,
-                              build_status)
+                              build_status, gen)
         return finish(status, scale_to=desired, updated=True, error=error, desired=desired, reason=reason,
                       rescale_ctx=ctx)
-    status = _status(original, current, current, metric_statuses, False, now, build_status)
+    status = _status(original, current, current, metric_statuses, False, now, build_status, gen)
     return finish(status, scale_to=current, updated=False, error=error, desired=current, reason=reason)
 
 
 def _status(original: Mapping[str, Any], current: int, desired: int, metric_statuses: list[dict[str, Any]] | None,
-            rescale: bool, now: float, build_status: bool) -> dict[str, Any]:
-    """setStatus: a fresh status keeping lastScaleTime and conditions (observedGeneration is dropped)."""
+            rescale: bool, now: float, build_status: bool, generation: int | None = None) -> dict[str, Any]:
+    """setStatus: a fresh status keeping lastScaleTime and conditions; ``observedGeneration`` is the
+    HPA's ``metadata.generation`` with the HPAGeneration gate (``generation`` given), else dropped."""
     status: dict[str, Any] = {}
+    if generation is not None:
+        status["observedGeneration"] = generation
     last = format_time(now) if rescale else original.get("lastScaleTime")
     if last is not None:
         status["lastScaleTime"] = last
@@ -762,7 +799,7 @@ def rescale_failed(decision: Decision, error: str) -> Decision:
     conds = _Conditions(ctx.conditions, ctx.now)
     conds.set("AbleToScale", "False", "FailedUpdateScale", f"the HPA controller was unable to update the target scale: {error}")
     status = _status(ctx.original_status, ctx.current, ctx.original_status.get("desiredReplicas", 0),
-                     ctx.metric_statuses, False, ctx.now, ctx.build_status)
+                     ctx.metric_statuses, False, ctx.now, ctx.build_status, ctx.generation)
     status["conditions"] = conds.items
     events = [e for e in decision.events if e["reason"] != "SuccessfulRescale"]
     events.append({"type": "Warning", "reason": "FailedRescale",
@@ -775,5 +812,6 @@ def rescale_failed(decision: Decision, error: str) -> Decision:
                     status != ctx.original_status, f"failed to rescale: {error}", ctx.desired, ctx.reason, None)
 
 
-__all__ = ["EXPLAIN_LEVELS", "ControllerConfig", "Decision", "decide", "rescale_failed"]
+__all__ = ["EXPLAIN_LEVELS", "FEATURE_GATES", "ControllerConfig", "Decision", "decide", "parse_feature_gates",
+           "rescale_failed", "with_feature_gates"]
 

@@ -17,7 +17,6 @@ from typing import Any
 
 HELP = __doc__ or ""
 
-GATES = {"HPAScaleToZero": False, "HPAConfigurableTolerance": True}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", default="5m0s", dest="downscale",
                         help="period for which all past recommendations are considered when scaling down (default 5m0s)")
     parser.add_argument("--feature-gates", default="", metavar="GATE=BOOL,...",
-                        help="HPAScaleToZero (default false), HPAConfigurableTolerance (default true)")
+                        help="HPAScaleToZero (default false), HPAConfigurableTolerance (default true), "
+                             "HPAGeneration (default false)")
 
 
 def _fail(message: str) -> int:
@@ -45,23 +45,11 @@ def _fail(message: str) -> int:
     return 2
 
 
-def parse_feature_gates(text: str) -> dict[str, bool]:
-    gates = dict(GATES)
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or value.lower() not in ("true", "false"):
-            raise ValueError(f"--feature-gates: {part!r}: want NAME=true|false")
-        if name not in gates:
-            raise ValueError(f"--feature-gates: unrecognized feature gate: {name}")
-        gates[name] = value.lower() == "true"
-    return gates
-
-
 def main(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from autoscaler.hpa.decide import ControllerConfig, decide
+    from autoscaler.hpa.decide import ControllerConfig, decide, parse_feature_gates, with_feature_gates
     from autoscaler.hpa.inputs import InputError
     from autoscaler.hpa.normalize import HPAState
     from autoscaler.hpa.snapshot import build_inputs, parse_documents
@@ -69,15 +57,16 @@ def main(args: argparse.Namespace) -> int:
     from autoscaler.k8s.timefmt import parse_duration, parse_time
 
     try:
-        gates = parse_feature_gates(args.feature_gates)
-        config = ControllerConfig(
+        try:
+            gates = parse_feature_gates(args.feature_gates)
+        except ValueError as e:
+            raise ValueError(f"--feature-gates: {e}") from None
+        config = with_feature_gates(ControllerConfig(
             tolerance=args.tolerance,
             cpu_initialization_period=parse_duration(args.cpu_init),
             initial_readiness_delay=parse_duration(args.readiness_delay),
             downscale_stabilization=parse_duration(args.downscale),
-            scale_to_zero=gates["HPAScaleToZero"],
-            configurable_tolerance=gates["HPAConfigurableTolerance"],
-        )
+        ), gates)
         now = parse_time(args.now) if args.now else time.time()
     except ValueError as e:
         return _fail(str(e))

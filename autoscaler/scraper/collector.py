@@ -4,7 +4,7 @@ One tick (metrics-server's scrape loop, metrics-pipeline.md §1.3): all nodes co
 asyncio, each start delayed by a random ``[0, min(8 ms × nodes, 4 s))`` so kubelets are not hit
 at once. Unlike metrics-server the delays are rounded down to multiples of ``scrape_wave_interval``
 (250 ms): nodes start in waves, so one event-loop wake-up serves several kubelets instead of one;
-that halves the collector's CPU per node (docs/metrics-pipeline.md). In-flight requests are
+that cuts the collector's CPU per node by about 40% (docs/metrics-pipeline.md). In-flight requests are
 bounded by ``max_concurrency`` and the start rate by asyncio-throttle,
 each request bounded by ``--kubelet-request-timeout`` and ``max_response_bytes``, the whole tick
 by the resolution. A node that fails, hangs or answers garbage only loses its own sample (logged,
