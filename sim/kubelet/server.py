@@ -260,7 +260,7 @@ class EmulatedKubelet:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
-        self._http = Server(self._handle, handler_cancellation=True)
+        self._http = Server(self._handle, handler_cancellation=True, access_log=None)  # kubelets log no requests
         self._server = await self._loop.create_server(self._http, sock=sock, ssl=ctx)
 
     async def stop(self) -> None:
