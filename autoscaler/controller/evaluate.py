@@ -13,6 +13,7 @@ from autoscaler.controller.metrics_source import MetricsFetcher, Prefetched
 from autoscaler.controller.podindex import SelectorRegistry
 from autoscaler.controller.scales import Mapping, ScaleClient, ScaleError
 from autoscaler.hpa import CompiledHPA, ControllerConfig, Decision, HPAState, Scale, compile_hpa, decide, pods_from_v1
+from autoscaler.hpa.decide import uses_metrics
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.selectors import LabelSelector, SelectorError, parse_label_selector
 
@@ -103,7 +104,11 @@ class Evaluator:
             pods = await self.pod_source.pods(c.namespace, sr.selector)
         podset = pods_from_v1(pods)
         others = self.selectors.selecting(c.namespace, podset.labels or [], key) if pods else {}
-        source = (await self.fetcher.fetch(c, sr.scale.selector, pods) if sr.scale is not None and sr.selector
+        # metrics are fetched only when the decision will read them (not for a target at zero replicas
+        # or outside the limits): no needless load on the metrics adapters
+        source = (await self.fetcher.fetch(c, sr.scale.selector, pods)
+                  if sr.scale is not None and sr.selector
+                  and uses_metrics(c, sr.scale, config=self.config, hpa_status=obj.get("status") or {})
                   else Prefetched())
         decision = decide(c, sr.scale, podset, source, now=now, state=state, config=self.config,
                           other_hpa_selectors=others, hpa_status=obj.get("status") or {}, scale_error=sr.error,

@@ -539,9 +539,7 @@ def decide(
         ex["limits"] = {"minReplicas": h.min_replicas, "maxReplicas": h.max_replicas}
     min_r, max_r = h.min_replicas, h.max_replicas
     gate_zero = cfg.scale_to_zero
-    stz = conds.get("ScaledToZero")
-    scaled_to_zero = gate_zero and stz is not None and stz.get("status") == "True"
-    from_zero_ok = scaled_to_zero and h.has_object_or_external
+    scaled_to_zero = _scaled_to_zero(conds.get("ScaledToZero"), cfg)
     ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
     gen = (h.obj.get("metadata") or {}).get("generation") if cfg.observed_generation else None
 
@@ -550,24 +548,23 @@ def decide(
     reason = ""
     rescale = True
     error: str | None = None
-    compute = False
-    if current == 0 and not ((min_r != 0 and scaled_to_zero) or from_zero_ok):
+    branch = _branch(h, current, scaled_to_zero)
+    compute = branch == "compute"
+    if branch == "disabled":
         desired, rescale = 0, False
         conds.set("ScalingActive", "False", "ScalingDisabled", "scaling is disabled since the replica count of the target is zero")
         if not gate_zero:
             conds.remove("ScaledToZero")
         if want:
             ex["branch"] = "scaling disabled (target has zero replicas)"
-    elif current != 0 and current > max_r:
+    elif branch == "above":
         reason, desired = "Current number of replicas above Spec.MaxReplicas", max_r
         if want:
             ex["branch"] = "current replicas above maxReplicas: scale to maxReplicas without metrics"
-    elif current != 0 and current < min_r:
+    elif branch == "below":
         reason, desired = "Current number of replicas below Spec.MinReplicas", min_r
         if want:
             ex["branch"] = "current replicas below minReplicas: scale to minReplicas without metrics"
-    else:
-        compute = True
 
     if compute:
         if want:
@@ -629,6 +626,36 @@ def decide(
                       rescale_ctx=ctx)
     status = _status(original, current, current, metric_statuses, False, now, build_status, gen)
     return finish(status, scale_to=current, updated=False, error=error, desired=current, reason=reason)
+
+
+def _scaled_to_zero(condition: Mapping[str, Any] | None, cfg: ControllerConfig) -> bool:
+    """The HPA itself scaled the target to zero (HPAScaleToZero and a True ScaledToZero condition)."""
+    return cfg.scale_to_zero and condition is not None and condition.get("status") == "True"
+
+
+def _branch(h: CompiledHPA, current: int, scaled_to_zero: bool) -> str:
+    """Which way reconcile goes: "disabled" (target at zero), "above"/"below" the replica limits
+    (rescale without metrics) or "compute" (the only branch that reads metrics)."""
+    min_r = h.min_replicas
+    if current == 0 and not ((min_r != 0 and scaled_to_zero) or (scaled_to_zero and h.has_object_or_external)):
+        return "disabled"
+    if current != 0 and current > h.max_replicas:
+        return "above"
+    if current != 0 and current < min_r:
+        return "below"
+    return "compute"
+
+
+def uses_metrics(hpa: dict[str, Any] | CompiledHPA, scale: Scale | None, *, config: ControllerConfig | None = None,
+                 hpa_status: Mapping[str, Any] | None = None) -> bool:
+    """Whether :func:`decide` with these inputs reads any metric, so a caller that fetches metrics
+    before deciding (the live controller) can skip the fetch for a target at zero or outside the limits."""
+    if scale is None:
+        return False
+    h = compile_hpa(hpa)  # type: ignore[arg-type]
+    status = hpa_status if hpa_status is not None else h.status
+    stz = next((c for c in status.get("conditions") or [] if c.get("type") == "ScaledToZero"), None)
+    return _branch(h, scale.spec_replicas, _scaled_to_zero(stz, config or ControllerConfig())) == "compute"
 
 
 def _status(original: Mapping[str, Any], current: int, desired: int, metric_statuses: list[dict[str, Any]] | None,
@@ -813,5 +840,5 @@ def rescale_failed(decision: Decision, error: str) -> Decision:
 
 
 __all__ = ["EXPLAIN_LEVELS", "FEATURE_GATES", "ControllerConfig", "Decision", "decide", "parse_feature_gates",
-           "rescale_failed", "with_feature_gates"]
+           "rescale_failed", "uses_metrics", "with_feature_gates"]
 
