@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from autoscaler.hpa import ControllerConfig
-from autoscaler.hpa.decide import parse_feature_gates, with_feature_gates
+from autoscaler.hpa.gates import parse_feature_gates, with_feature_gates
 from autoscaler.k8s.timefmt import duration_flag, format_duration
 
 MODES = ("active", "dry-run", "off")

@@ -49,7 +49,8 @@ def main(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from autoscaler.hpa.decide import ControllerConfig, decide, parse_feature_gates, with_feature_gates
+    from autoscaler.hpa.decide import ControllerConfig, decide
+    from autoscaler.hpa.gates import parse_feature_gates, with_feature_gates
     from autoscaler.hpa.inputs import InputError
     from autoscaler.hpa.normalize import HPAState
     from autoscaler.hpa.snapshot import build_inputs, parse_documents
