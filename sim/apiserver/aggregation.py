@@ -58,6 +58,7 @@ from yarl import URL
 from autoscaler.k8s import status as st
 from autoscaler.k8s.timefmt import format_time
 from sim.apiserver.auth import UserInfo
+from sim.apiserver.resources import CRDS
 
 log = structlog.get_logger(__name__)
 
@@ -325,6 +326,7 @@ class Aggregator:
         self._unsubscribe.append(self.store.subscribe(APISERVICES, self._on_apiservice))
         self._unsubscribe.append(self.store.subscribe("services", self._on_backend_object))
         self._unsubscribe.append(self.store.subscribe("endpoints", self._on_backend_object))
+        self._unsubscribe.append(self.store.subscribe(CRDS, self.sync_crd_apiservices))
         self._loaded = False
         self._load()
         self.ensure_local_apiservices()
@@ -363,10 +365,10 @@ class Aggregator:
     # -- local APIServices and the authentication ConfigMap ------------------------------------------
 
     def _default_local_gvs(self) -> list[tuple[str, str]]:
-        from sim.apiserver import resources
-
         gvs = [("", "v1")]
-        for group, versions in resources.groups():
+        for group, versions in self.store.catalogue.groups():
+            if any(r.custom for r in self.store.catalogue.all if r.group == group):
+                continue  # CRD groups get theirs from the CRD registration (see sync_crd_apiservices)
             gvs.extend((group, v) for v in versions)
         return gvs
 
@@ -374,25 +376,43 @@ class Aggregator:
         """Creates ``v1.``, ``v1.apps``, ... (``service`` unset, ``Available=True/Local``) if missing."""
         gvs = self._local_gvs if self._local_gvs is not None else self._default_local_gvs()
         for group, version in gvs:
-            name = f"{version}.{group}"
-            obj = self.store.try_get(APISERVICES, "", name)
-            if obj is None:
-                gp, vp = LOCAL_PRIORITIES.get((group, version), (15000, 15))
-                obj = {
-                    "apiVersion": "apiregistration.k8s.io/v1",
-                    "kind": "APIService",
-                    "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
-                    "spec": {"group": group, "version": version, "groupPriorityMinimum": gp, "versionPriority": vp},
-                }
-                try:
-                    obj = self.store.create(APISERVICES, obj)
-                except st.ApiError as exc:
-                    if exc.code != 409:
-                        raise
-                    obj = self.store.try_get(APISERVICES, "", name) or obj
-            self._remember(obj)
-            if _is_local(obj):
-                self._set_condition(name, "True", "Local", "Local APIServices are always available")
+            self._ensure_local(group, version, LOCAL_PRIORITIES.get((group, version), (15000, 15)), "onstart")
+        self.sync_crd_apiservices()
+
+    def _ensure_local(self, group: str, version: str, priorities: tuple[int, int], managed: str) -> None:
+        name = f"{version}.{group}"
+        obj = self.store.try_get(APISERVICES, "", name)
+        if obj is None:
+            gp, vp = priorities
+            obj = {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": name, "labels": {"kube-aggregator.kubernetes.io/automanaged": managed}},
+                "spec": {"group": group, "version": version, "groupPriorityMinimum": gp, "versionPriority": vp},
+            }
+            try:
+                obj = self.store.create(APISERVICES, obj)
+            except st.ApiError as exc:
+                if exc.code != 409:
+                    raise
+                obj = self.store.try_get(APISERVICES, "", name) or obj
+        self._remember(obj)
+        if _is_local(obj):
+            self._set_condition(name, "True", "Local", "Local APIServices are always available")
+
+    def sync_crd_apiservices(self, *_: Any) -> None:
+        """kube-apiserver's CRD registration controller: a local APIService (``automanaged: "true"``,
+        priorities 1000/100) per group version some CRD serves, deleted when none serves it any more."""
+        catalogue = self.store.catalogue
+        wanted = {(r.group, v) for r in catalogue.all if r.custom for v in r.versions}
+        for group, version in sorted(wanted):
+            self._ensure_local(group, version, (1000, 100), "true")
+        for obj in list(self._apiservices.values()):
+            spec = obj.get("spec") or {}
+            managed = (_meta(obj).get("labels") or {}).get("kube-aggregator.kubernetes.io/automanaged")
+            if managed == "true" and _is_local(obj) and (spec.get("group"), spec.get("version")) not in wanted:
+                with contextlib.suppress(st.ApiError):
+                    self.store.delete(APISERVICES, "", _meta(obj).get("name", ""))
 
     def publish_authentication_configmap(self) -> None:
         """Writes kube-system/extension-apiserver-authentication as kube-apiserver publishes it."""

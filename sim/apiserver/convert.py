@@ -77,5 +77,12 @@ def to_internal(key: str, version: str, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+def custom_version(api_version: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """A custom object in another version of its CRD: conversion strategy None changes only apiVersion."""
+    if obj.get("apiVersion") == api_version:
+        return obj
+    return {**obj, "apiVersion": api_version}
+
+
 def needs_conversion(key: str, version: str) -> bool:
     return (key == "horizontalpodautoscalers.autoscaling" and version == "v1") or key == "events.events.k8s.io"

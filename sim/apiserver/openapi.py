@@ -18,7 +18,7 @@ from aiohttp import web
 from autoscaler.k8s import status as st
 
 from . import negotiate, openapi_pb, resources
-from .resources import Resource
+from .resources import Catalogue, Resource
 
 TITLE = "Kubernetes"
 VERSION = "v1.32.0"
@@ -35,8 +35,8 @@ def _op(r: Resource, version: str, action: str, op_id: str, v3: bool, *, write: 
         "operationId": op_id,
         "tags": [f"{r.group.replace('.', '') or 'core'}_{version}"],
         "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": {"group": r.group, "version": version,
-                                            "kind": "Scale" if sub == "scale" else r.kind},
+        "x-kubernetes-group-version-kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale"
+        else {"group": r.group, "version": version, "kind": r.kind},
     }
     params = [_param(p) for p in _WRITE_PARAMS] if write else []
     if patch:
@@ -99,8 +99,8 @@ def _paths_for(r: Resource, version: str, v3: bool) -> dict[str, dict[str, Any]]
     return paths
 
 
-def v3_document(group: str, version: str) -> dict[str, Any] | None:
-    rs = resources.resources_in(group, version)
+def v3_document(catalogue: Catalogue, group: str, version: str) -> dict[str, Any] | None:
+    rs = catalogue.resources_in(group, version)
     if not rs:
         return None
     paths: dict[str, Any] = {}
@@ -110,55 +110,72 @@ def v3_document(group: str, version: str) -> dict[str, Any] | None:
             "components": {"schemas": {}}}
 
 
-def _gv_paths() -> list[tuple[str, str, str]]:
+def _gv_paths(catalogue: Catalogue) -> list[tuple[str, str, str]]:
     out = [("api/v1", "", "v1")]
-    for g, versions in resources.groups():
+    for g, versions in catalogue.groups():
         out.extend((f"apis/{g}/{v}", g, v) for v in versions)
     return out
 
 
-_V3_CACHE: dict[str, tuple[bytes, str]] = {}
-
-
-def _v3_bytes(key: str, group: str, version: str) -> tuple[bytes, str] | None:
-    hit = _V3_CACHE.get(key)
-    if hit is None:
-        doc = v3_document(group, version)
-        if doc is None:
-            return None
-        raw = orjson.dumps(doc)
-        hit = (raw, hashlib.sha512(raw).hexdigest().upper()[:128])
-        _V3_CACHE[key] = hit
-    return hit
-
-
-def v2_document() -> dict[str, Any]:
+def v2_document(catalogue: Catalogue) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for r in resources.RESOURCES:
+    for r in catalogue.all:
         for v in r.versions:
             paths.update(_paths_for(r, v, False))
     return {"swagger": "2.0", "info": {"title": TITLE, "version": VERSION}, "paths": paths, "definitions": {}}
 
 
+class Documents:
+    """One server's OpenAPI documents, cached until its catalogue changes (a CRD comes or goes)."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self._generation = -1
+        self._v3: dict[str, tuple[bytes, str]] = {}
+        self._v2_pb: bytes | None = None
+
+    def _fresh(self) -> None:
+        if self._generation != self.catalogue.generation:
+            self._generation = self.catalogue.generation
+            self._v3.clear()
+            self._v2_pb = None
+
+    def v3_bytes(self, key: str, group: str, version: str) -> tuple[bytes, str] | None:
+        """(document, hash) of one group version, or None when it is not served here."""
+        self._fresh()
+        hit = self._v3.get(key)
+        if hit is None:
+            doc = v3_document(self.catalogue, group, version)
+            if doc is None:
+                return None
+            raw = orjson.dumps(doc)
+            hit = (raw, hashlib.sha512(raw).hexdigest().upper()[:128])
+            self._v3[key] = hit
+        return hit
+
+    def v2_protobuf(self) -> bytes:
+        self._fresh()
+        if self._v2_pb is None:
+            self._v2_pb = openapi_pb.encode_document(v2_document(self.catalogue))
+        return self._v2_pb
+
+
 PB_TYPES = ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
-_V2_PB: list[bytes] = []
 
 
-async def serve_v2(request: web.Request, aggregator: Any) -> web.Response:
+async def serve_v2(request: web.Request, aggregator: Any, docs: Documents) -> web.Response:
     """JSON, or gnostic protobuf when asked for it (kubectl does)."""
     for m in negotiate.parse_accept(request.headers.get("Accept")):
         if m.type in PB_TYPES:
-            if not _V2_PB:
-                _V2_PB.append(openapi_pb.encode_document(v2_document()))
-            resp = web.Response(body=_V2_PB[0])
+            resp = web.Response(body=docs.v2_protobuf())
             resp.headers["Content-Type"] = PB_TYPES[1]  # Go's mime parser rejects the '@' form
             return resp
         if m.type in ("application/json", "*/*", "application/*"):
             break
     else:
         raise st.not_acceptable("only the following media types are accepted: application/json, " + PB_TYPES[0])
-    doc = v2_document()
+    doc = v2_document(docs.catalogue)
     try:
         for extra in await aggregator.openapi_v2_documents():
             doc["paths"].update(extra.get("paths") or {})
@@ -168,12 +185,12 @@ async def serve_v2(request: web.Request, aggregator: Any) -> web.Response:
     return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
 
-async def serve_v3(request: web.Request, path: str, aggregator: Any) -> web.Response:
+async def serve_v3(request: web.Request, path: str, aggregator: Any, docs: Documents) -> web.Response:
     rest = path[len("/openapi/v3"):].strip("/")
     if not rest:
         index: dict[str, Any] = {}
-        for key, g, v in _gv_paths():
-            hit = _v3_bytes(key, g, v)
+        for key, g, v in _gv_paths(docs.catalogue):
+            hit = docs.v3_bytes(key, g, v)
             if hit is not None:
                 index[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={hit[1]}"}
         try:
@@ -188,7 +205,7 @@ async def serve_v3(request: web.Request, path: str, aggregator: Any) -> web.Resp
         group, version = parts[1], parts[2]
     else:
         raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
-    hit = _v3_bytes(rest, group, version)
+    hit = docs.v3_bytes(rest, group, version)
     if hit is None:
         doc = await aggregator.openapi_v3(group, version)
         if doc is None:

@@ -1,8 +1,12 @@
 """The resource catalogue: what the emulated API server serves, with kube-apiserver's names,
-scopes, verbs, short names and categories (so discovery, kubectl and RBAC see the same thing)."""
+scopes, verbs, short names and categories (so discovery, kubectl and RBAC see the same thing).
+
+``RESOURCES`` are the built-ins (data); a :class:`Catalogue` is one server's view: the built-ins
+plus the custom resources its CustomResourceDefinitions define."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 RW = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -31,6 +35,11 @@ class Resource:
     storage: str = ""
     generation: bool = False  # metadata.generation tracks spec changes
     has_status: bool = False
+    custom: bool = False  # served from a CustomResourceDefinition
+    storage_version: str = ""  # when not versions[0] (custom resources)
+    list_kind: str = ""
+    scale: ScalePaths | None = None  # custom resources: where the scale subresource reads and writes
+    columns: tuple[PrinterColumn, ...] = ()  # custom resources: additionalPrinterColumns
 
     @property
     def key(self) -> str:
@@ -41,8 +50,29 @@ class Resource:
         return self.storage or self.key
 
     def api_version(self, version: str | None = None) -> str:
-        v = version or self.versions[0]
+        v = version or self.storage_version or self.versions[0]
         return f"{self.group}/{v}" if self.group else v
+
+
+@dataclass(frozen=True)
+class ScalePaths:
+    """A CRD's ``subresources.scale``: simple JSONPaths such as ``.spec.replicas``."""
+
+    spec_replicas: str
+    status_replicas: str
+    label_selector: str = ""
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    """One of a CRD's ``additionalPrinterColumns``."""
+
+    name: str
+    type: str
+    json_path: str
+    description: str = ""
+    priority: int = 0
+    format: str = ""
 
 
 _STATUS = {"status": RO_SUB}
@@ -90,7 +120,11 @@ RESOURCES: tuple[Resource, ...] = (
              "SelfSubjectAccessReview", False, ("create",)),
     Resource("authentication.k8s.io", ("v1",), "selfsubjectreviews", "selfsubjectreview",
              "SelfSubjectReview", False, ("create",)),
+    Resource("apiextensions.k8s.io", ("v1",), "customresourcedefinitions", "customresourcedefinition",
+             "CustomResourceDefinition", False, RW, ("crd", "crds"), ("api-extensions",), _STATUS,
+             generation=True, has_status=True),
 )
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
 # Resources without storage: a create is answered, never stored.
 VIRTUAL = frozenset({
@@ -98,41 +132,88 @@ VIRTUAL = frozenset({
     "selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectreviews.authentication.k8s.io",
 })
 
-BY_KEY: dict[str, Resource] = {r.key: r for r in RESOURCES}
-BY_GROUP_PLURAL: dict[tuple[str, str], Resource] = {(r.group, r.plural): r for r in RESOURCES}
-STORED: tuple[str, ...] = tuple(r.key for r in RESOURCES if r.key not in VIRTUAL and not r.storage)
-
 # Group order as kube-apiserver lists them in /apis (the order kubectl's RESTMapper prefers).
 GROUP_ORDER = (
     "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
-    "autoscaling", "policy", "rbac.authorization.k8s.io", "coordination.k8s.io",
+    "autoscaling", "policy", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
 )
 
 
-def groups() -> list[tuple[str, tuple[str, ...]]]:
-    """(group, versions) for every named group, in discovery order."""
-    out: dict[str, list[str]] = {}
-    for r in RESOURCES:
-        if r.group:
-            vs = out.setdefault(r.group, [])
-            vs.extend(v for v in r.versions if v not in vs)
-    return [(g, tuple(out[g])) for g in GROUP_ORDER if g in out]
+# Verbs of custom resources, in apiextensions-apiserver's order.
+CUSTOM_VERBS = ("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
 
-def resources_in(group: str, version: str) -> list[Resource]:
-    return [r for r in RESOURCES if r.group == group and version in r.versions]
+def version_priority(version: str) -> tuple:
+    """Sort key for kube-aware version order (v2 > v1 > v1beta2 > v1beta1 > v1alpha1 > other, by name)."""
+    m = _KUBE_VERSION.match(version)
+    if m is None:
+        return (3, 0, 0, version)
+    major, stage, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    return ({None: 0, "beta": 1, "alpha": 2}[stage], -major, -minor, "")
 
 
-def lookup(group: str, version: str, plural: str) -> Resource | None:
-    r = BY_GROUP_PLURAL.get((group, plural))
-    if r is None or version not in r.versions:
-        return None
-    return r
+class Catalogue:
+    """What one API server serves: the built-in resources plus the custom resources its CRDs define.
 
+    Each ``APIServer``/``ObjectStore`` pair owns one, so custom resources never leak between servers
+    running in one process. ``generation`` changes with every registration (caches key on it).
+    """
 
-def resolve(key: str) -> Resource:
-    """The Resource for a store key; KeyError with a clear message otherwise."""
-    try:
-        return BY_KEY[key]
-    except KeyError:
-        raise KeyError(f"unknown resource {key!r}; known: {', '.join(sorted(BY_KEY))}") from None
+    def __init__(self, builtins: tuple[Resource, ...] = RESOURCES):
+        self._builtins = builtins
+        self._custom: dict[str, Resource] = {}
+        self.generation = 0
+        self._index()
+
+    def _index(self) -> None:
+        self.all: tuple[Resource, ...] = self._builtins + tuple(self._custom.values())
+        self.by_key: dict[str, Resource] = {r.key: r for r in self.all}
+        self._by_group_plural = {(r.group, r.plural): r for r in self.all}
+        self.generation += 1
+
+    def register(self, r: Resource) -> bool:
+        """Serve (or re-describe) a custom resource; False when a built-in already owns its name."""
+        if any(b.key == r.key for b in self._builtins):
+            return False
+        self._custom[r.key] = r
+        self._index()
+        return True
+
+    def unregister(self, key: str) -> Resource | None:
+        r = self._custom.pop(key, None)
+        if r is not None:
+            self._index()
+        return r
+
+    def stored(self) -> tuple[str, ...]:
+        """Store keys that hold objects (not review-only resources, not views of another key)."""
+        return tuple(r.key for r in self.all if r.key not in VIRTUAL and not r.storage)
+
+    def groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(group, versions) for every named group: built-ins in discovery order, then custom groups."""
+        out: dict[str, list[str]] = {}
+        for r in self.all:
+            if r.group:
+                vs = out.setdefault(r.group, [])
+                vs.extend(v for v in r.versions if v not in vs)
+        custom = sorted(g for g in out if g not in GROUP_ORDER)
+        return [(g, tuple(sorted(out[g], key=version_priority) if g in custom else out[g]))
+                for g in (*GROUP_ORDER, *custom) if g in out]
+
+    def resources_in(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.all if r.group == group and version in r.versions]
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        r = self._by_group_plural.get((group, plural))
+        if r is None or version not in r.versions:
+            return None
+        return r
+
+    def resolve(self, key: str) -> Resource:
+        """The Resource for a store key; KeyError with a clear message otherwise."""
+        try:
+            return self.by_key[key]
+        except KeyError:
+            raise KeyError(f"unknown resource {key!r}; known: {', '.join(sorted(self.by_key))}") from None
+

@@ -101,6 +101,8 @@ class APIServer:
                  anonymous: bool = False, aggregator_check_interval: float = 5.0,
                  min_request_timeout: float = 1800.0):
         self.store = store
+        self.catalogue = store.catalogue  # built-ins plus this server's custom resources
+        self.openapi_docs = openapi.Documents(self.catalogue)
         self.pki = pki
         self.host = host
         self.port = port
@@ -260,30 +262,30 @@ class APIServer:
         if path == "/apis":
             if self._wants_aggregated(request):
                 return self._aggregated(request, core=False, extra=await self.aggregator.aggregated_discovery())
-            return _json(discovery.api_group_list(await self.aggregator.discovery_groups()))
+            return _json(discovery.api_group_list(self.catalogue, await self.aggregator.discovery_groups()))
         if path == "/api/v1":
-            return _json(discovery.api_resource_list("", "v1"))
+            return _json(discovery.api_resource_list(self.catalogue, "", "v1"))
         parts = path.strip("/").split("/")
         if parts[0] == "apis" and len(parts) == 2:
-            doc = discovery.api_group(parts[1]) or self.aggregator.api_group(parts[1])
+            doc = discovery.api_group(self.catalogue, parts[1]) or self.aggregator.api_group(parts[1])
             if doc is None:
                 raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
             return _json(doc)
         if parts[0] == "apis" and len(parts) == 3:
-            if not resources.resources_in(parts[1], parts[2]):
+            if not self.catalogue.resources_in(parts[1], parts[2]):
                 raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
-            return _json(discovery.api_resource_list(parts[1], parts[2]))
+            return _json(discovery.api_resource_list(self.catalogue, parts[1], parts[2]))
         if path == "/openapi/v2":
-            return await openapi.serve_v2(request, self.aggregator)
+            return await openapi.serve_v2(request, self.aggregator, self.openapi_docs)
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
-            return await openapi.serve_v3(request, path, self.aggregator)
+            return await openapi.serve_v3(request, path, self.aggregator, self.openapi_docs)
         if path == "/.well-known/openid-configuration":
             return _json(self.issuer.openid_configuration())
         if path == "/openid/v1/jwks":
             return _json(self.issuer.jwks())
         if path == "/":
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz",
-                     "/version"] + [f"/apis/{g}" for g, _ in resources.groups()]
+                     "/version"] + [f"/apis/{g}" for g, _ in self.catalogue.groups()]
             return _json({"paths": sorted(paths)})
         raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
@@ -299,14 +301,14 @@ class APIServer:
     def _aggregated(self, request: web.Request, *, core: bool, extra: list | None = None) -> web.Response:
         target = negotiate.choose(request.headers.get("Accept"), allowed_as=("APIGroupDiscoveryList",))
         version = target.version or "v2"
-        doc = discovery.aggregated(core, version, extra or [])
+        doc = discovery.aggregated(self.catalogue, core, version, extra or [])
         return _json(doc, target=target)
 
     # -----------------------------------------------------------------------------------------
     # resources
 
     def _resolve(self, info: RequestInfo) -> resources.Resource:
-        r = resources.lookup(info.group, info.version, info.resource)
+        r = self.catalogue.lookup(info.group, info.version, info.resource)
         if r is None:
             raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if info.subresource and info.subresource not in r.subresources:
@@ -349,7 +351,22 @@ class APIServer:
     def _external(self, r: resources.Resource, version: str, obj: dict) -> dict:
         if r.key == "events.events.k8s.io":
             return obj  # the store already answers events.k8s.io in its own shape
+        if r.custom:
+            return convert.custom_version(r.api_version(version), obj)
         return convert.to_external(r.key, version, obj)
+
+    @staticmethod
+    def _internal(r: resources.Resource, version: str, obj: dict) -> dict:
+        """A client's object in the storage version."""
+        if r.key == "events.events.k8s.io":
+            return obj
+        if r.custom:
+            return convert.custom_version(r.api_version(), obj)
+        return convert.to_internal(r.key, version, obj)
+
+    @staticmethod
+    def _printer(r: resources.Resource) -> tables.Printer | None:
+        return tables.custom_printer(r.columns) if r.custom else None
 
     def _target(self, request: web.Request) -> negotiate.Target:
         return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS)
@@ -362,7 +379,8 @@ class APIServer:
             return _json(tables.table(r.storage_key if r.storage else r.key, [self._core(r, obj)],
                                       include_object=include,
                                       list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-                                      external=lambda o: self._external(r, version, o)), status, target)
+                                      external=lambda o: self._external(r, version, o), printer=self._printer(r)),
+                         status, target)
         if target.as_.startswith("PartialObjectMetadata"):
             return _json(tables.partial_metadata(obj), status, target)
         return _json(self._external(r, version, obj), status, target)
@@ -412,7 +430,10 @@ class APIServer:
     def _drop_unknown_fields(request: web.Request, r: resources.Resource, version: str, body: dict,
                              kind: str | None = None, api_version: str | None = None) -> list[str]:
         """Decode ``body`` as kube-apiserver decodes a built-in type: fields the kind lacks are dropped,
-        and ``fieldValidation`` (default Warn) makes them an error (Strict) or warnings (Warn)."""
+        and ``fieldValidation`` (default Warn) makes them an error (Strict) or warnings (Warn).
+        Custom objects keep every field (no schema pruning here)."""
+        if r.custom and kind is None:
+            return []
         kind = kind or r.kind
         api_version = api_version or (f"{r.group}/{version}" if r.group else version)
         model = model_for(api_version, kind)
@@ -478,15 +499,17 @@ class APIServer:
             include = request.query.get("includeObject", "Metadata")
             core_items = [self._core(r, o) for o in items]
             return _json(tables.table(r.storage_key if r.storage else r.key, core_items, include_object=include,
-                                      list_meta=meta, external=lambda o: self._external(r, info.version, o)),
+                                      list_meta=meta, external=lambda o: self._external(r, info.version, o),
+                                      printer=self._printer(r)),
                          target=target)
         if target.as_.startswith("PartialObjectMetadata"):
             doc = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                    "items": [tables.partial_metadata(o) for o in items]}
             return _json(doc, target=target)
-        if convert.needs_conversion(r.key, info.version) and r.key != "events.events.k8s.io":
-            items = [convert.to_external(r.key, info.version, o) for o in items]
-        doc = {"kind": f"{r.kind}List", "apiVersion": r.api_version(info.version), "metadata": meta, "items": items}
+        if r.key != "events.events.k8s.io" and (convert.needs_conversion(r.key, info.version)
+                                                 or r.api_version(info.version) != r.api_version()):
+            items = [self._external(r, info.version, o) for o in items]
+        doc = {"kind": r.list_kind or f"{r.kind}List", "apiVersion": r.api_version(info.version), "metadata": meta, "items": items}
         return _json(doc, target=target)
 
     async def _watch(self, request: web.Request, r: resources.Resource, info: RequestInfo,
@@ -588,12 +611,12 @@ class APIServer:
                                headers=not headers_sent[0],
                                list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                                external=lambda o: self._external(r, info.version, o) if r.key != "events.events.k8s.io"
-                               else convert.event_to_events_v1(o))
+                               else convert.event_to_events_v1(o), printer=self._printer(r))
             headers_sent[0] = True
         elif target.as_.startswith("PartialObjectMetadata"):
             out = tables.partial_metadata(obj)
         elif r.key != "events.events.k8s.io":
-            out = convert.to_external(r.key, info.version, obj)
+            out = self._external(r, info.version, obj)
         return orjson.dumps({"type": etype, "object": out}) + b"\n"
 
     async def _create(self, request: web.Request, r: resources.Resource, info: RequestInfo, ns: str | None,
@@ -624,7 +647,7 @@ class APIServer:
             raise st.method_not_allowed()
         body = self._check_identity(r, info, ns if r.namespaced else None, body, info.version)
         warnings = self._drop_unknown_fields(request, r, info.version, body)
-        internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
+        internal = self._internal(r, info.version, body)
         out = self.store.create(r.key, internal, dry_run=dry, owned=True)
         return _warn(self._render_one(request, r, info.version, out, 201), warnings)
 
@@ -660,7 +683,7 @@ class APIServer:
             return _warn(_json(self.store.update(r.key, body, subresource="scale", dry_run=dry)), warnings)
         body = self._check_identity(r, info, ns, body, info.version)
         warnings = self._drop_unknown_fields(request, r, info.version, body)
-        internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
+        internal = self._internal(r, info.version, body)
         out = self.store.update(r.key, internal, subresource=info.subresource or None, dry_run=dry, owned=True)
         return _warn(self._render_one(request, r, info.version, out), warnings)
 
@@ -692,7 +715,7 @@ class APIServer:
                     raise st.bad_request("PATCH /apply requests require fieldManager to be set") from None
                 body = self._check_identity(r, info, ns, patch, info.version)
                 warnings = self._drop_unknown_fields(request, r, info.version, body)
-                internal = convert.to_internal(r.key, info.version, body) if r.key != "events.events.k8s.io" else body
+                internal = self._internal(r, info.version, body)
                 return _warn(self._render_one(request, r, info.version,
                                               self.store.create(r.key, internal, dry_run=dry, owned=True), 201),
                              warnings)
@@ -706,7 +729,7 @@ class APIServer:
             raise st.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL "
                                  f"({info.name})")
         warnings = self._drop_unknown_fields(request, r, info.version, patched)
-        internal = convert.to_internal(r.key, info.version, patched) if r.key != "events.events.k8s.io" else patched
+        internal = self._internal(r, info.version, patched)
         out = self.store.update(r.key, internal, subresource=info.subresource or None, dry_run=dry, owned=True)
         return _warn(self._render_one(request, r, info.version, out), warnings)
 
@@ -756,5 +779,5 @@ class APIServer:
         deleted = self.store.delete_collection(r.key, ns, label, field,
                                                grace_period_seconds=opts.get("gracePeriodSeconds"), dry_run=dry)
         items = [self._external(r, info.version, o) for o in deleted]
-        return _json({"kind": f"{r.kind}List", "apiVersion": r.api_version(info.version),
+        return _json({"kind": r.list_kind or f"{r.kind}List", "apiVersion": r.api_version(info.version),
                       "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items})

@@ -25,8 +25,9 @@ from autoscaler.k8s import status as st
 from autoscaler.k8s.selectors import EVERYTHING, FieldSelector, LabelSelector, selector_from_object
 from autoscaler.k8s.timefmt import format_time
 
-from . import convert, resources, strategy
+from . import convert, crd, strategy
 from .fields import object_fields
+from .resources import CRDS, Catalogue, Resource
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class Watch:
 class _Kind:
     """Storage of one resource: objects, indexes, event ring, watchers and subscribers."""
 
-    def __init__(self, resource: resources.Resource, ring: int):
+    def __init__(self, resource: Resource, ring: int):
         self.info = resource
         self.objects: dict[Key, dict] = {}
         self.by_ns: dict[str, dict[str, dict]] = {}
@@ -255,14 +256,22 @@ class ObjectStore:
     Resource keys are ``<plural>`` for core and ``<plural>.<group>`` otherwise. Objects are plain
     dicts in their storage version (HPAs as autoscaling/v2). Returned objects are READ-ONLY for
     callers; change objects only through the methods here.
+
+    ``catalogue`` is what this store (and the server in front of it) serves: storing a
+    CustomResourceDefinition registers its resource there, deleting it unregisters the resource
+    and drops its objects.
     """
 
     def __init__(self, *, ring_size: int = 10_000, watch_queue_limit: int = 100_000,
-                 clock: Callable[[], float] = time.time, bootstrap: bool = True):
+                 clock: Callable[[], float] = time.time, bootstrap: bool = True,
+                 catalogue: Catalogue | None = None):
         self.resource_version = 0
         self.clock = clock
         self.watch_queue_limit = watch_queue_limit
-        self._kinds: dict[str, _Kind] = {k: _Kind(resources.BY_KEY[k], ring_size) for k in resources.STORED}
+        self.catalogue = catalogue or Catalogue()
+        self._ring_size = ring_size
+        self._kinds: dict[str, _Kind] = {k: _Kind(self.catalogue.by_key[k], ring_size)
+                                         for k in self.catalogue.stored()}
         self._ip_next = 2  # 10.96.0.1 is the kubernetes service
         if bootstrap:
             for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -293,6 +302,8 @@ class ObjectStore:
         return self.resource_version
 
     def _emit(self, kind: _Kind, etype: str, obj: dict, old: dict | None) -> None:
+        if kind.info.key == CRDS:
+            self._on_crd(etype, obj)  # served before anyone hears of the CRD
         rv = int(obj["metadata"]["resourceVersion"])
         if kind.log.maxlen and len(kind.log) == kind.log.maxlen:
             kind.compacted = kind.log[0][0]
@@ -460,6 +471,8 @@ class ObjectStore:
         md["creationTimestamp"] = format_time(self.clock())
         if info.generation:
             md["generation"] = 1
+        if info.custom and info.has_status:
+            obj.pop("status", None)  # with a status subresource, status is written through it only
         if resource == "services":
             self._allocate_cluster_ip(obj)
         strategy.apply_defaults(resource, obj)
@@ -467,6 +480,8 @@ class ObjectStore:
         causes = strategy.validate(resource, obj, None)
         if causes:
             raise self._invalid(kind, name, causes)
+        if resource == CRDS:
+            crd.establish(obj, None, self.clock())
         if dry_run:
             md["resourceVersion"] = str(self.resource_version)
             return obj
@@ -560,11 +575,13 @@ class ObjectStore:
                 new["status"] = old.get("status", {})
             strategy.apply_defaults(resource, new)
             md = new["metadata"]
-            if info.generation and _body(new) != _body(old):
+            if info.generation and self._spec_changed(info, new, old):
                 md["generation"] = int(omd.get("generation", 1)) + 1
             causes = strategy.validate(resource, new, old)
             if causes:
                 raise self._invalid(kind, omd["name"], causes)
+            if resource == CRDS:
+                crd.establish(new, old, self.clock())
         if _without_rv(new) == _without_rv(old):
             return old  # a no-op write changes nothing and notifies nobody, as in kube-apiserver
         if dry_run:
@@ -579,6 +596,15 @@ class ObjectStore:
             return self._remove(kind, key, new)
         self._emit(kind, MODIFIED, new, old)
         return new
+
+    @staticmethod
+    def _spec_changed(info: Resource, new: dict, old: dict) -> bool:
+        """Whether a write bumps metadata.generation: custom objects without a status subresource
+        count status changes too, as kube-apiserver does."""
+        if info.custom and not info.has_status:
+            return {k: v for k, v in new.items() if k != "metadata"} != {k: v for k, v in old.items()
+                                                                        if k != "metadata"}
+        return _body(new) != _body(old)
 
     def mutate(self, resource: str, namespace: str | None, name: str, fn: Callable[[dict], None], *,
                subresource: str | None = None) -> dict:
@@ -601,8 +627,10 @@ class ObjectStore:
     def get_scale(self, resource: str, namespace: str | None, name: str) -> dict:
         return self.scale_of(resource, self.get(resource, namespace, name))
 
-    @staticmethod
-    def scale_of(resource: str, obj: dict) -> dict:
+    def scale_of(self, resource: str, obj: dict) -> dict:
+        info = self._kind(resource).info
+        if info.scale is not None:
+            return crd.scale_of(info, obj)
         md = obj["metadata"]
         spec, status = obj.get("spec") or {}, obj.get("status") or {}
         try:
@@ -625,7 +653,10 @@ class ObjectStore:
             raise st.invalid("Scale", name, "autoscaling",
                              [("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")])
         new = deep_copy(old)
-        new["spec"]["replicas"] = replicas
+        if kind.info.scale is not None:
+            crd.set_spec_replicas(kind.info, new, replicas)
+        else:
+            new["spec"]["replicas"] = replicas
         key = self._obj_key(old) if kind.info.namespaced else ("", name)
         out = self._commit_update(kind, key, old, new, None, dry_run)
         return self.scale_of(kind.info.key, out)
@@ -676,6 +707,8 @@ class ObjectStore:
             new["metadata"]["deletionTimestamp"] = format_time(now)
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             return self._write_terminating(kind, key, old, new)
+        if resource == CRDS:
+            self._drop_custom_objects(old)
         out = self._remove(kind, key, old)
         self._collect_dependents(md, propagation)
         return out
@@ -713,7 +746,7 @@ class ObjectStore:
         ns = owner_md.get("namespace")
         if not uid:
             return
-        for kind in self._kinds.values():
+        for kind in list(self._kinds.values()):
             if not kind.info.namespaced and ns:
                 continue
             pool = list(kind.by_ns.get(ns or "", {}).values()) if ns else list(kind.objects.values())
@@ -742,7 +775,7 @@ class ObjectStore:
         new["metadata"]["deletionGracePeriodSeconds"] = 0
         new.setdefault("status", {})["phase"] = "Terminating"
         out = self._write_terminating(kind, key, old, new)
-        for k in self._kinds.values():
+        for k in list(self._kinds.values()):
             if not k.info.namespaced:
                 continue
             for obj in list(k.by_ns.get(name, {}).values()):
@@ -775,6 +808,45 @@ class ObjectStore:
             except st.ApiError:
                 continue
         return out
+
+    # -----------------------------------------------------------------------------------------
+    # custom resources
+
+    def _on_crd(self, etype: str, obj: dict) -> None:
+        """Serve what an added or changed CRD defines; stop serving it when the CRD is gone."""
+        key = obj["metadata"]["name"]  # validated to be <plural>.<group>
+        if etype == DELETED:
+            self._unserve(key)
+            return
+        served = crd.resource_of(obj)
+        if served is None:
+            self.catalogue.unregister(key)  # no version served: objects stay, unreachable
+            return
+        if not self.catalogue.register(served):
+            return
+        kind = self._kinds.get(key)
+        if kind is None:
+            self._kinds[key] = _Kind(served, self._ring_size)
+        else:
+            kind.info = served
+
+    def _unserve(self, key: str) -> None:
+        self.catalogue.unregister(key)
+        kind = self._kinds.get(key)
+        if kind is None or not kind.info.custom:
+            return
+        del self._kinds[key]
+        for w in [*kind.watchers, *(w for ws in kind.node_watchers.values() for w in ws)]:
+            w.close()  # open watches end, as kube-apiserver ends them when a CRD goes away
+
+    def _drop_custom_objects(self, crd_obj: dict) -> None:
+        """Delete every object of a CRD being deleted (kube-apiserver's CRD finalizer does this)."""
+        spec = crd_obj.get("spec") or {}
+        kind = self._kinds.get(f"{(spec.get('names') or {}).get('plural')}.{spec.get('group')}")
+        if kind is None or not kind.info.custom:
+            return
+        for key, obj in sorted(kind.objects.items()):
+            self._remove(kind, key, obj)
 
     # -----------------------------------------------------------------------------------------
     # change notification

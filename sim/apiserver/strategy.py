@@ -16,6 +16,9 @@ from autoscaler.hpa.defaults import default_hpa, validate_hpa
 from autoscaler.k8s.quantity import QuantityError, parse_quantity
 from autoscaler.k8s.selectors import SelectorError, selector_from_object, validate_label_key, validate_label_value
 
+from . import crd
+from .resources import CRDS
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_MSG = (
@@ -225,6 +228,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "services": _service,
     "secrets": _secret,
     "horizontalpodautoscalers.autoscaling": _hpa,
+    CRDS: crd.default,
 }
 
 
@@ -325,6 +329,7 @@ VALIDATORS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Causes]]
     "replicasets.apps": _workload("ReplicaSet"),
     "statefulsets.apps": _workload("StatefulSet"),
     "horizontalpodautoscalers.autoscaling": _hpa_check,
+    CRDS: crd.validate,
 }
 
 

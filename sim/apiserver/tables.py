@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from autoscaler.k8s.selectors import selector_from_object
 from autoscaler.k8s.timefmt import parse_time
+
+from .crd import value_at
+from .resources import PrinterColumn
 
 Col = tuple[str, str, str, int]  # name, type, description, priority
 
@@ -491,6 +496,46 @@ def _default_row(o: dict, now: float) -> list:
 
 _DEFAULT_COLS: list[Col] = [_NAME, _AGE]
 
+# kube-apiserver's default table convertor (kinds without a printer of their own, such as CRDs)
+_CREATED_COLS: list[Col] = [_NAME, ("Created At", "date", _AGE[2], 0)]
+
+
+def _created_row(o: dict, now: float) -> list:
+    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
+
+
+# ---------------------------------------------------------------------------------------------
+# custom resources: the CRD's additionalPrinterColumns (simple JSONPaths), Age when it has none
+
+Printer = tuple[list[Col], Callable[[dict, float], list]]
+_CUSTOM_AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp", _AGE[2])
+
+
+def _cell(col: PrinterColumn, obj: dict, now: float) -> Any:
+    """A cell as the CRD table convertor fills it (None, shown as <none>, when absent or mistyped)."""
+    value, found = value_at(obj, col.json_path)
+    if not found or value is None:
+        return None
+    if col.type == "string":
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
+    if col.type == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    if col.type == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if col.type == "boolean" and isinstance(value, bool):
+        return value
+    if col.type == "date" and isinstance(value, str):
+        return _since(value, now) if value else None
+    return None
+
+
+def custom_printer(columns: Sequence[PrinterColumn]) -> Printer:
+    cols = list(columns) or [_CUSTOM_AGE]
+
+    def row(o: dict, now: float) -> list:
+        return [o["metadata"]["name"], *(_cell(c, o, now) for c in cols)]
+    return [_NAME, *((c.name, c.type, c.description, c.priority) for c in cols)], row
+
 PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
     "pods": (_POD_COLS, _pod_row),
     "nodes": (_NODE_COLS, _node_row),
@@ -507,11 +552,12 @@ PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
     "serviceaccounts": (_SA_COLS, _sa_row),
     "endpoints": (_EP_COLS, _ep_row),
     "apiservices.apiregistration.k8s.io": (_APISERVICE_COLS, _apiservice_row),
+    "customresourcedefinitions.apiextensions.k8s.io": (_CREATED_COLS, _created_row),
 }
 
 
-def column_definitions(resource: str) -> list[dict[str, Any]]:
-    cols = PRINTERS.get(resource, (_DEFAULT_COLS, _default_row))[0]
+def column_definitions(resource: str, printer: Printer | None = None) -> list[dict[str, Any]]:
+    cols = (printer or PRINTERS.get(resource, (_DEFAULT_COLS, _default_row)))[0]
     return [{"name": n, "type": t, "format": "name" if n == "Name" and i == 0 else "", "description": d,
              "priority": p} for i, (n, t, d, p) in enumerate(cols)]
 
@@ -521,11 +567,12 @@ def partial_metadata(obj: dict) -> dict[str, Any]:
 
 
 def table(resource: str, objs: list[dict], *, include_object: str = "Metadata", headers: bool = True,
-          list_meta: dict | None = None, now: float | None = None, external: Callable[[dict], dict] | None = None
-          ) -> dict[str, Any]:
-    """A meta.k8s.io/v1 Table of ``objs``; ``include_object`` is None, Metadata or Object."""
+          list_meta: dict | None = None, now: float | None = None, external: Callable[[dict], dict] | None = None,
+          printer: Printer | None = None) -> dict[str, Any]:
+    """A meta.k8s.io/v1 Table of ``objs``; ``include_object`` is None, Metadata or Object;
+    ``printer`` (columns, row function) overrides the built-in printer of ``resource``."""
     now = time.time() if now is None else now
-    row_fn = PRINTERS.get(resource, (_DEFAULT_COLS, _default_row))[1]
+    row_fn = (printer or PRINTERS.get(resource, (_DEFAULT_COLS, _default_row)))[1]
     rows = []
     for o in objs:
         row: dict[str, Any] = {"cells": row_fn(o, now)}
@@ -538,6 +585,6 @@ def table(resource: str, objs: list[dict], *, include_object: str = "Metadata", 
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta or {},
-        "columnDefinitions": column_definitions(resource) if headers else [],
+        "columnDefinitions": column_definitions(resource, printer) if headers else [],
         "rows": rows,
     }
