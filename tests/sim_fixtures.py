@@ -8,14 +8,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from autoscaler.controller.controller import HPAController
+from autoscaler.controller.metrics_source import StoreResourceMetrics
+from autoscaler.controller.options import ControllerOptions
+from autoscaler.hpa import ControllerConfig
+from autoscaler.k8s.informer import Informer
+from autoscaler.k8s.kubeconfig import load_kubeconfig
+from autoscaler.scraper.collector import Collector, ScrapeOptions
+from autoscaler.scraper.targets import slim_node
+from autoscaler.storage.window import WindowStore
 from sim.clock import Clock, ManualClock
 from sim.cluster import ClusterThread, run_in_thread
 from sim.scenario import Scenario, parse_scenario
@@ -41,6 +52,72 @@ def emulated_cluster(state_dir: Path, scenario: Scenario | dict | None = None, *
         yield handle
     finally:
         handle.stop()
+
+
+@contextlib.asynccontextmanager
+async def scraped_cluster(scenario: Scenario, state_dir: Path, *, past: float = 3600.0,
+                          settle: float = 30.0) -> AsyncIterator[tuple[ClusterThread, WindowStore, Collector]]:
+    """An emulated cluster on a ManualClock started ``past`` seconds ago (so kubectl ages stay sane),
+    advanced ``settle`` seconds (pods scheduled, started, ready), and a collector that has scraped its
+    kubelets once into a WindowStore, as the metrics-server ServiceAccount."""
+    cluster = run_in_thread(scenario, Path(state_dir), clock=ManualClock(start=float(int(time.time() - past))))
+    stop = asyncio.Event()
+    try:
+        cluster.advance(settle)
+        kube = load_kubeconfig(str(cluster.metrics_kubeconfig))
+        opts = ScrapeOptions(kubelet_use_node_status_port=True)
+        store = WindowStore(opts.metric_resolution, opts.metric_history)
+        nodes = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
+        task = asyncio.create_task(nodes.run(stop))
+        try:
+            assert await nodes.wait_synced(30)
+            collector = Collector(opts, store, kube, node_informer=nodes, clock=cluster.clock.now)
+            try:
+                await collector.scrape_cycle()
+                yield cluster, store, collector
+            finally:
+                await collector.client.close()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    finally:
+        cluster.stop()
+
+
+class ControllerEnv:
+    """A :func:`scraped_cluster` plus HPA controllers (reading the window store in-process), stepped
+    one sync period at a time."""
+
+    def __init__(self, cluster: ClusterThread, store: WindowStore, collector: Collector, config: ControllerConfig,
+                 step: float = 15.0) -> None:
+        import kubernetes
+
+        self.cluster, self.store, self.collector, self.config, self.period = cluster, store, collector, config, step
+        self.controllers: list[HPAController] = []
+        self.kube = load_kubeconfig(str(cluster.kubeconfig))
+        self.api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
+
+    async def controller(self, mode: str, **kw: Any) -> HPAController:
+        c = HPAController(self.kube, ControllerOptions(mode=mode, leader_elect=False, config=self.config, **kw),
+                          StoreResourceMetrics(self.store), clock=self.cluster.clock.now)
+        await c.start()
+        self.controllers.append(c)
+        return c
+
+    async def step(self, *controllers: HPAController) -> list[dict]:
+        """One sync period: advance, scrape, let the caches catch up, sync each controller in order."""
+        await asyncio.to_thread(self.cluster.advance, self.period)
+        await self.collector.scrape_cycle()
+        out = []
+        for c in controllers:
+            await c.catch_up()
+            out.append(await c.sync_all())
+        return out
+
+    async def close(self) -> None:
+        for c in self.controllers:
+            await c.close()
+        self.api.close()
 
 
 def kubectl(kubeconfig: Path, *args: str, check: bool = True, binary: str = KUBECTL) -> str:

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from contextlib import asynccontextmanager
 
 import kubernetes
 from prometheus_client import generate_latest
 
-from autoscaler.controller.controller import ANNOTATION, HPAController
-from autoscaler.controller.metrics_source import StoreResourceMetrics
-from autoscaler.controller.options import ControllerOptions
+from autoscaler.controller.controller import ANNOTATION
 from autoscaler.hpa import ControllerConfig
-from autoscaler.k8s.informer import Informer
-from autoscaler.k8s.kubeconfig import load_kubeconfig
-from autoscaler.scraper.collector import Collector, ScrapeOptions
-from autoscaler.scraper.targets import slim_node
-from autoscaler.storage.window import WindowStore
-from sim.clock import ManualClock
-from sim.cluster import run_in_thread
 from sim.kubelet.pods import PodTiming
 from sim.loadmodel import Constant
 from sim.nodes import NodeSpec
 from sim.scenario import Scenario, WorkloadSpec
-from tests.sim_fixtures import kubectl
+from tests.sim_fixtures import ControllerEnv, kubectl, scraped_cluster
 
 STEP = 15.0
 UP_WINDOW_PODS, UP_PERCENT = 4, 100  # the default scale-up policies: +4 pods or +100% per 15 s
@@ -54,33 +44,8 @@ def scenario() -> Scenario:
                     hpas=[json.loads(json.dumps(HPA))], timing=PodTiming(startup=1, readiness=2))
 
 
-class Env:
-    """One emulated cluster, a collector feeding a window store, and controllers to step."""
-
-    def __init__(self, cluster, store, collector):
-        self.cluster = cluster
-        self.store = store
-        self.collector = collector
-        self.controllers: list[HPAController] = []
-        self.kube = load_kubeconfig(str(cluster.kubeconfig))
-        self.api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-
-    async def controller(self, mode: str, **kw) -> HPAController:
-        c = HPAController(self.kube, ControllerOptions(mode=mode, leader_elect=False, config=CONFIG, **kw),
-                          StoreResourceMetrics(self.store), clock=self.cluster.clock.now)
-        await c.start()
-        self.controllers.append(c)
-        return c
-
-    async def step(self, *controllers: HPAController) -> list[dict]:
-        """One sync period: advance, scrape, let the caches catch up, sync each controller in order."""
-        await asyncio.to_thread(self.cluster.advance, STEP)
-        await self.collector.scrape_cycle()
-        out = []
-        for c in controllers:
-            await c.catch_up()
-            out.append(await c.sync_all())
-        return out
+class Env(ControllerEnv):
+    """The cluster of :func:`scenario`, with readers for what the tests check."""
 
     def replicas(self) -> int:
         apps = kubernetes.client.AppsV1Api(self.api)
@@ -98,30 +63,12 @@ class Env:
 
 @asynccontextmanager
 async def environment(tmp_path):
-    cluster = run_in_thread(scenario(), tmp_path / "cluster", clock=ManualClock(start=time.time() - 3600))
-    stop = asyncio.Event()
-    try:
-        cluster.advance(30)  # pods scheduled, started and ready
-        kube = load_kubeconfig(str(cluster.metrics_kubeconfig))
-        opts = ScrapeOptions(kubelet_use_node_status_port=True)
-        store = WindowStore(opts.metric_resolution, opts.metric_history)
-        nodes = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
-        task = asyncio.create_task(nodes.run(stop))
-        assert await nodes.wait_synced(30)
-        collector = Collector(opts, store, kube, node_informer=nodes, clock=cluster.clock.now)
-        await collector.scrape_cycle()
-        env = Env(cluster, store, collector)
+    async with scraped_cluster(scenario(), tmp_path / "cluster") as (cluster, store, collector):
+        env = Env(cluster, store, collector, CONFIG, STEP)
         try:
             yield env
         finally:
-            for c in env.controllers:
-                await c.close()
-            await collector.client.close()
-            stop.set()
-            await asyncio.wait_for(task, 10)
-            env.api.close()
-    finally:
-        cluster.stop()
+            await env.close()
 
 
 async def test_active_scales_up_within_policies_then_down_after_the_window(tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import kubernetes
 import numpy as np
@@ -21,13 +20,7 @@ from autoscaler.controller.controller import HPAController
 from autoscaler.controller.metrics_source import StoreResourceMetrics
 from autoscaler.controller.options import ControllerOptions
 from autoscaler.hpa import ControllerConfig, default_hpa
-from autoscaler.k8s.informer import Informer
 from autoscaler.k8s.kubeconfig import load_kubeconfig
-from autoscaler.scraper.collector import Collector, ScrapeOptions
-from autoscaler.scraper.targets import slim_node
-from autoscaler.storage.window import WindowStore
-from sim.clock import ManualClock
-from sim.cluster import run_in_thread
 from sim.kubelet.pods import PodTiming
 from sim.loadmodel import Constant
 from sim.nodes import NodeSpec
@@ -36,6 +29,7 @@ from sim.replay.load import build_load
 from sim.replay.recorder import TraceRecorder
 from sim.replay.trace import read_trace, write_trace
 from sim.scenario import Scenario, WorkloadSpec
+from tests.sim_fixtures import scraped_cluster
 
 STEP = 15.0
 CONTAINERS = [{"name": "app", "image": "app:1", "resources": {"requests": {"cpu": "200m", "memory": "64Mi"}}}]
@@ -58,19 +52,8 @@ async def test_replay_matches_the_live_controller(tmp_path):
     scenario = Scenario(name="fidelity", nodes=[NodeSpec("worker-0", cpu="16", memory="64Gi", pods=110)],
                         workloads=[WorkloadSpec("web", containers=CONTAINERS, replicas=2, load=Constant(cores=0.2))],
                         hpas=[json.loads(json.dumps(HPA))], timing=PodTiming(startup=1, readiness=2))
-    cluster = run_in_thread(scenario, tmp_path / "cluster", clock=ManualClock(start=float(int(time.time()) - 7200)))
-    stop = asyncio.Event()
-    api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
-    try:
-        cluster.advance(30)
-        kube = load_kubeconfig(str(cluster.metrics_kubeconfig))
-        opts = ScrapeOptions(kubelet_use_node_status_port=True)
-        store = WindowStore(opts.metric_resolution, opts.metric_history)
-        nodes = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
-        task = asyncio.create_task(nodes.run(stop))
-        assert await nodes.wait_synced(30)
-        collector = Collector(opts, store, kube, node_informer=nodes, clock=cluster.clock.now)
-        await collector.scrape_cycle()
+    async with scraped_cluster(scenario, tmp_path / "cluster", past=7200) as (cluster, store, collector):
+        api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         ctl = HPAController(load_kubeconfig(str(cluster.kubeconfig)),
                             ControllerOptions(mode="active", leader_elect=False, config=CONFIG),
                             StoreResourceMetrics(store), clock=cluster.clock.now)
@@ -105,12 +88,7 @@ async def test_replay_matches_the_live_controller(tmp_path):
                 live.append(apps.read_namespaced_deployment("web", "default").spec.replicas)
         finally:
             await ctl.close()
-            await collector.client.close()
-            stop.set()
-            await asyncio.wait_for(task, 10)
-    finally:
-        api.close()
-        cluster.stop()
+            api.close()
 
     # The live run really scaled: up past 2, to maxReplicas, and back down.
     assert max(live) == 10 and min(live[40:70]) < 8 and live[0] == 2
