@@ -91,6 +91,43 @@ def test_memory_model_is_fitted_and_lifecycle_delays_are_medians() -> None:
     assert (flags.ready_delay, flags.pending_delay) == (60.0, 1.0)
 
 
+def _born_pods(profiles: list[tuple[float, float]], k: int = 200) -> tuple[Trace, WorkloadTrace]:
+    """Two settled pods, then one pod born per profile (created-to-started, started-to-Ready seconds)."""
+    t = START + 15.0 * np.arange(k)
+    pods = [_pod(f"old{i}", t, 0.3, created=START - 600, started=START - 590, ready=START - 500) for i in range(2)]
+    for i, (pend, rdy) in enumerate(profiles):
+        born = START + 60.0 + 30.0 * i
+        late = t[t >= born + pend]
+        pods.append(_pod(f"new{i}", late, 0.3, created=born, started=born + pend, ready=born + pend + rdy))
+    return _trace(pods, 15.0 * (k - 1), replicas=2)
+
+
+def test_new_pods_take_the_lifecycles_observed_in_the_trace() -> None:
+    fast, slow = (2.0, 10.0), (5.0, 115.0)  # Ready 12 s or 120 s after creation
+    tr, w = _born_pods([fast, slow] * 3)
+    demand_up = np.concatenate([np.full(40, 0.6), np.full(160, 4.0)])
+    hpa = hpa_manifest("web", "ns", target=60, max_replicas=20)
+
+    def lifecycles(load) -> set[float]:
+        load.demand[:] = demand_up
+        tl = replay(load, ReplayOptions(hpa, seed=3))
+        new = tl.pod_created > START
+        assert new.sum() >= 10
+        return set(np.round(tl.pod_ready[new] - tl.pod_created[new], 6).tolist())
+
+    observed = build_load(tr, w)
+    assert observed.observed_delays.tolist() == [list(fast), list(slow)] * 3
+    assert any("pods born during the trace" in n for n in observed.assumptions)
+    assert lifecycles(observed) == {12.0, 120.0}  # both kinds of start-up, as often as drawn
+    median = build_load(tr, w, pod_delays="median")
+    assert len(median.observed_delays) == 0
+    assert lifecycles(median) == {3.5 + 62.5}  # median pending 3.5 s + median ready 62.5 s, for every pod
+    flags = build_load(tr, w, ready_delay=20.0)  # a flag fixes the delays for every pod
+    assert len(flags.observed_delays) == 0 and lifecycles(flags) == {3.5 + 20.0}
+    few_tr, few_w = _born_pods([fast, slow])  # too few to draw from: medians
+    assert len(build_load(few_tr, few_w).observed_delays) == 0
+
+
 def test_spread_is_even_capped_and_weighted() -> None:
     np.testing.assert_allclose(spread(3.0, 3, None, None), [1.0, 1.0, 1.0])
     np.testing.assert_allclose(spread(3.0, 2, None, 1.2), [1.2, 1.2])

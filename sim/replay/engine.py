@@ -5,8 +5,8 @@ target's Scale, the pods (phase, Ready condition and its transition time, start 
 PodMetrics at the latest metric step — and calls :func:`autoscaler.hpa.decide`, the very function
 the live controller calls. Nothing about readiness, missing metrics, tolerance, stabilization or
 policies is decided here. The engine only plays the cluster: it creates pods when the HPA scales
-up (Pending for ``pending_delay``, then Running, Ready ``ready_delay`` later) and deletes pods on
-scale-down in the ReplicaSet controller's order. Pod state lives in small numpy arrays that change
+up (Pending, then Running, then Ready, each new pod with the delays of a pod observed in the trace,
+or the load's fixed delays) and deletes pods on scale-down in the ReplicaSet controller's order. Pod state lives in small numpy arrays that change
 only on scale events; the per-step timeline and the scores are computed afterwards in numpy.
 Runs are deterministic: the only randomness (per-pod dispersion) comes from ``seed``.
 """
@@ -99,6 +99,8 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     start = load.start
     end = float(load.times[-1])
     rng = np.random.default_rng(opts.seed)
+    delays_rng = np.random.default_rng([opts.seed, 1])  # its own stream: dispersion draws stay as they were
+    observed = load.observed_delays
     req_milli = None if load.cpu_request is None else round(load.cpu_request * 1000)
     mem_req_milli = None if load.memory_request is None else round(load.memory_request * 1000)
     times_l: list[float] = load.times.tolist()
@@ -238,7 +240,11 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             new = int(d.scale_to)
             if new > n:
                 m = new - n
-                began, ready = t + pend, t + pend + rdel
+                if len(observed):
+                    drawn = observed[delays_rng.integers(len(observed), size=m)]
+                    began, ready = t + drawn[:, 0], t + drawn[:, 0] + drawn[:, 1]
+                else:
+                    began, ready = np.full(m, t + pend), np.full(m, t + pend + rdel)
                 block = np.empty((7, m))
                 block[CREATED] = t
                 block[STARTED] = began
@@ -250,8 +256,8 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
                 names = names + [f"{load.name}-{i}" for i in range(next_id, next_id + m)]
                 next_id += m
                 log_created.extend([t] * m)
-                log_started.extend([began] * m)
-                log_ready.extend([ready] * m)
+                log_started.extend(began.tolist())
+                log_ready.extend(ready.tolist())
                 log_deleted.extend([math.inf] * m)
             elif new < n:
                 # ReplicaSet deletion order: pending, then not ready, then most recently ready, then newest.

@@ -13,8 +13,10 @@ every report states what it rests on:
   ``startup_cores``; a pod never uses more than its CPU limit;
 * a pod's memory working set is ``memory_base + memory_per_core x its CPU``, fitted by least
   squares on the recorded samples;
-* new pods take ``pending_delay`` to start and ``ready_delay`` more to become Ready (medians of
-  the trace's observed lifecycle, else flags/defaults).
+* each new pod takes the start and readiness delays of one pod born during the trace (drawn with
+  the replay's seed), so slow starters show up as often as they did; with ``pod_delays="median"``,
+  or too few observed pods, every pod takes ``pending_delay`` and ``ready_delay`` (the medians,
+  else flags/defaults); flags set both delays for every pod.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from sim.replay.trace import Trace, WorkloadTrace
 
 DEFAULT_READY_DELAY = 30.0
 DEFAULT_PENDING_DELAY = 0.0
+#: fewer observed pods than this and every new pod takes the medians
+MIN_OBSERVED_PODS = 5
+POD_DELAYS = ("observed", "median")
 
 
 @dataclass
@@ -61,6 +66,9 @@ class WorkloadLoad:
     assumptions: list[str] = field(default_factory=list)
     #: seconds after ``start`` of the recorded replica changes (they happen at the controller's syncs)
     change_offsets: np.ndarray = field(default_factory=lambda: np.empty(0))
+    #: observed (pending, ready) delays, one row per pod born during the trace; new pods draw from
+    #: these rows (empty: every pod takes ``pending_delay`` and ``ready_delay``)
+    observed_delays: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
 
     @property
     def steps(self) -> int:
@@ -85,7 +93,7 @@ def _pod_resources(w: WorkloadTrace) -> tuple[tuple[float | None, ...], bool]:
 
 def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.95, estimate_throttled: bool = True,
                ready_delay: float | None = None, pending_delay: float | None = None,
-               startup_cores: float | None = None) -> WorkloadLoad:
+               startup_cores: float | None = None, pod_delays: str = "observed") -> WorkloadLoad:
     """Put ``w``'s recorded pods on the replay grid and derive the load model's parameters."""
     res = trace.resolution
     start = trace.start
@@ -196,15 +204,30 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
             and p.ready >= p.created]
     obs_pending = [p.started - p.created for p in born if p.started is not None and p.started >= p.created]
     obs_ready = [p.ready - (p.started if p.started is not None and p.started <= p.ready else p.created) for p in born]
+    if pod_delays not in POD_DELAYS:
+        raise ValueError(f"pod delays: want one of {', '.join(POD_DELAYS)}, got {pod_delays!r}")
+    draw = pod_delays == "observed" and ready_delay is None and pending_delay is None and len(born) >= MIN_OBSERVED_PODS
+    delay_notes = []
     if pending_delay is None:
         pending_delay = float(np.median(obs_pending)) if obs_pending else DEFAULT_PENDING_DELAY
         src = f"median of {len(obs_pending)} observed pods" if obs_pending else "default"
-        notes.append(f"new pods start {pending_delay:g}s after creation ({src})")
+        delay_notes.append(f"new pods start {pending_delay:g}s after creation ({src})")
     if ready_delay is None:
         ready_delay = float(np.median(obs_ready)) if obs_ready else DEFAULT_READY_DELAY
         src = (f"median of {len(obs_ready)} observed pods" if obs_ready
                else "default: the trace does not record readiness; set --ready-delay")
-        notes.append(f"started pods become Ready after {ready_delay:g}s ({src})")
+        delay_notes.append(f"started pods become Ready after {ready_delay:g}s ({src})")
+    observed = np.empty((0, 2))
+    if draw:
+        # each born pod's own pair; a pod whose start was not recorded takes the median pending delay
+        pend = [p.started - p.created if p.started is not None and p.started >= p.created else pending_delay
+                for p in born]
+        observed = np.column_stack([pend, obs_ready]).astype(np.float64)
+        total = observed.sum(axis=1)
+        delay_notes = [f"each new pod takes the start and ready delays of one of the {len(born)} pods born during "
+                       f"the trace (seeded draw; creation to Ready: median {np.median(total):g}s, "
+                       f"p90 {np.percentile(total, 90):g}s, max {total.max():g}s)"]
+    notes.extend(delay_notes)
     if startup_cores is None:
         vals = []
         for i, p in enumerate(w.pods):
@@ -227,7 +250,7 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     return WorkloadLoad(
         w.namespace, w.name, w.kind, start, res, times, demand, recorded_usage, unmet, thr_steps, saturated, cv,
         rec_pods, rec_ready, rec_reps, replicas_recorded, cpu_req, cpu_lim, mem_req, mem_lim, mem_base, mem_slope,
-        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets)
+        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed)
 
 
 def spread(demand: float, n_ready: int, weights: np.ndarray | None, limit: float | None) -> np.ndarray:

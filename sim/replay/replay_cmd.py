@@ -71,13 +71,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-invalid", action="store_true", help="skip (and count) invalid CSV rows instead of failing")
     p.add_argument("--top", type=int, default=5, help="best configurations shown in the table (default 5)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-pod dispersion (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the per-pod dispersion and of the new pods' delay draws (default 0)")
     p.add_argument("--dispersion", choices=("even", "recorded"), default="even",
                    help="spread demand evenly over ready pods, or with the recorded per-pod dispersion")
+    p.add_argument("--pod-delays", choices=("observed", "median"), default="observed",
+                   help="each new pod takes the start/ready delays of a pod born during the trace (observed; "
+                        "needs 5 such pods, else the medians), or every pod the medians (default observed)")
     p.add_argument("--ready-delay", type=duration_flag, default=None,
-                   help="started to Ready for new pods (default: median observed in the trace, else 30s)")
+                   help="started to Ready for every new pod (default: from the trace, else 30s)")
     p.add_argument("--pending-delay", type=duration_flag, default=None,
-                   help="created to started for new pods (default: median observed in the trace, else 0s)")
+                   help="created to started for every new pod (default: from the trace, else 0s)")
     p.add_argument("--startup-cores", type=float, default=None,
                    help="CPU of a started pod until Ready (default: observed in the trace, else 0)")
     p.add_argument("--throttle-threshold", type=float, default=0.95,
@@ -186,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
 
     load = build_load(trace, workload, throttle_threshold=args.throttle_threshold,
                       estimate_throttled=not args.no_throttle_estimate, ready_delay=args.ready_delay,
-                      pending_delay=args.pending_delay, startup_cores=args.startup_cores)
+                      pending_delay=args.pending_delay, startup_cores=args.startup_cores,
+                      pod_delays=args.pod_delays)
     if load.cpu_request is None and hpa_target(hpa) is not None:
         raise ValueError(f"the trace records no CPU request for the pods of {workload.key}, so a CPU utilization "
                          "target cannot be evaluated (add cpu_request_cores to the CSV)")
