@@ -3,7 +3,8 @@
 One cluster CA signs the API server's serving certificate and every client certificate (users and
 groups in CN and O, as Kubernetes' x509 authenticator reads them). A separate front-proxy CA signs
 the certificate the aggregation layer presents to extension API servers (CN ``front-proxy-client``),
-so a backend can tell proxied requests from direct ones.
+so a backend can tell proxied requests from direct ones. The API server reaches kubelets (node
+proxy) with ``apiserver-kubelet-client`` (kube-apiserver's ``--kubelet-client-certificate``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ APISERVER_DNS_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 APISERVER_IPS = ("127.0.0.1",)
+KUBELET_CLIENT_CN = "kube-apiserver-kubelet-client"
+KUBELET_CLIENT_GROUPS = ("system:masters",)
 
 
 def _load(directory: Path, stem: str) -> CertPair | None:
@@ -41,6 +44,7 @@ class ClusterPKI:
     front_proxy_client: CertPair
     apiserver: CertPair
     admin: CertPair
+    apiserver_kubelet_client: CertPair
 
     @classmethod
     def create(cls, directory: Path) -> ClusterPKI:
@@ -69,7 +73,11 @@ class ClusterPKI:
         admin = ensure(
             "admin", lambda: issue_cert(ca, "kubernetes-admin", organizations=("system:masters",), client=True)
         )
-        return cls(directory, ca, fp_ca, fp_client, apiserver, admin)
+        kubelet_client = ensure(
+            "apiserver-kubelet-client",
+            lambda: issue_cert(ca, KUBELET_CLIENT_CN, organizations=KUBELET_CLIENT_GROUPS, client=True),
+        )
+        return cls(directory, ca, fp_ca, fp_client, apiserver, admin, kubelet_client)
 
     def issue_client(self, user: str, groups: Sequence[str] = ()) -> CertPair:
         """A client certificate for ``user`` (CN) in ``groups`` (O), signed by the cluster CA."""

@@ -74,8 +74,20 @@ HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE",
     "Trailer", "Transfer-Encoding", "Upgrade",
 ))
-_NOT_FORWARDED = frozenset(("authorization", "host", "content-length"))
+NOT_FORWARDED = frozenset(("authorization", "host", "content-length"))
 _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def relay_head(resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    """A response carrying the upstream status and its end-to-end headers (hop-by-hop headers, and
+    those the upstream's ``Connection`` header lists, stay behind, as Go's reverse proxy drops them)."""
+    out = web.StreamResponse(status=resp.status, reason=resp.reason)
+    listed = {t.strip().lower() for v in resp.headers.getall("Connection", []) for t in v.split(",")}
+    for k, v in resp.headers.items():
+        if k.lower() not in HOP_BY_HOP and k.lower() not in listed:
+            out.headers.add(k, v)
+    return out
+
 
 # kube-apiserver's priorities for its built-in group versions (pkg/controlplane/apiserver/aggregator.go).
 LOCAL_PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
@@ -513,7 +525,7 @@ class Aggregator:
         else:
             ctx = ssl.create_default_context()
         client = self.pki.front_proxy_client
-        _load_client_cert(ctx, client.cert_pem, client.key_pem, getattr(self.pki, "directory", None))
+        load_client_cert(ctx, client.cert_pem, client.key_pem, getattr(self.pki, "directory", None))
         return ctx
 
     def _session(self, apiservice: Mapping[str, Any]) -> aiohttp.ClientSession:
@@ -539,7 +551,7 @@ class Aggregator:
         out: CIMultiDict[str] = CIMultiDict()
         for k, v in request.headers.items():
             lk = k.lower()
-            if (lk in HOP_BY_HOP or lk in connection_listed or lk in _NOT_FORWARDED
+            if (lk in HOP_BY_HOP or lk in connection_listed or lk in NOT_FORWARDED
                     or lk.startswith("impersonate-") or lk.startswith("x-remote-")):
                 continue
             out.add(k, v)
@@ -582,11 +594,7 @@ class Aggregator:
         try:
             async with session.request(request.method, url, headers=headers, data=body, allow_redirects=False,
                                        server_hostname=backend.server_name, skip_auto_headers=skip) as resp:
-                out = web.StreamResponse(status=resp.status, reason=resp.reason)
-                listed = {t.strip().lower() for v in resp.headers.getall("Connection", []) for t in v.split(",")}
-                for k, v in resp.headers.items():
-                    if k.lower() not in HOP_BY_HOP and k.lower() not in listed:
-                        out.headers.add(k, v)
+                out = relay_head(resp)
                 await out.prepare(request)
                 async for chunk in resp.content.iter_any():
                     await out.write(chunk)
@@ -891,7 +899,7 @@ def _close_later(session: aiohttp.ClientSession) -> None:
         asyncio.get_running_loop().create_task(session.close())
 
 
-def _load_client_cert(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes, directory: Any) -> None:
+def load_client_cert(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes, directory: Any) -> None:
     """``load_cert_chain`` wants files: use the PKI's own files when they hold this pair, else a
     private temporary directory."""
     import os

@@ -29,6 +29,8 @@ def _sub_kind(r: Resource, sub: str) -> tuple[str, str, str]:
         return "policy", "v1", "Eviction"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub == "proxy":
+        return "", "", f"{r.kind}ProxyOptions"
     return r.group, "", r.kind
 
 

@@ -86,6 +86,9 @@ def _paths_for(r: Resource, version: str, v3: bool) -> dict[str, dict[str, Any]]
     if r.namespaced:
         paths[f"{base}/{r.plural}"] = {"get": _op(r, version, "list", f"list{kind}ForAllNamespaces", v3)}
     for sub, sverbs in r.subresources.items():
+        if sub == "proxy":
+            paths.update(_proxy_paths(r, version, f"{one}/proxy", v3))
+            continue
         p: dict[str, Any] = {}
         if "get" in sverbs:
             p["get"] = _op(r, version, "get", f"read{kind}{sub.title()}", v3, sub=sub)
@@ -97,6 +100,20 @@ def _paths_for(r: Resource, version: str, v3: bool) -> dict[str, dict[str, Any]]
             p["post"] = _op(r, version, "post", f"create{kind}{sub.title()}", v3, write=True, sub=sub)
         paths[f"{one}/{sub}"] = p
     return paths
+
+
+def _proxy_paths(r: Resource, version: str, base: str, v3: bool) -> dict[str, dict[str, Any]]:
+    """kube-apiserver's ``connect`` operations of a proxy subresource, with and without ``{path}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for suffix, tail in (("", ""), ("/{path}", "WithPath")):
+        ops = {}
+        for method in ("get", "post", "put", "patch", "delete", "head", "options"):
+            op = _op(r, version, "connect", f"connect{method.title()}{r.kind}Proxy{tail}", v3)
+            op["x-kubernetes-group-version-kind"] = {"group": r.group, "version": version,
+                                                     "kind": f"{r.kind}ProxyOptions"}
+            ops[method] = op
+        out[base + suffix] = ops
+    return out
 
 
 def v3_document(catalogue: Catalogue, group: str, version: str) -> dict[str, Any] | None:

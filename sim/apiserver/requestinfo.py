@@ -62,9 +62,7 @@ def request_info(method: str, path: str, query: dict[str, str] | object) -> Requ
     if len(rest) > 1:
         info.name = rest[1]
     if len(rest) > 2:
-        info.subresource = rest[2]
-    if len(rest) > 3:
-        info.subresource = "/".join(rest[2:])
+        info.subresource = rest[2]  # what follows (a proxy's path) is no part of the attributes
     watch = info.legacy_watch or (get("watch") in _TRUE)
     if method in ("GET", "HEAD"):
         if watch:

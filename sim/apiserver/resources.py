@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 RW = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 RO_SUB = ("get", "patch", "update")
+CONNECT = ("create", "delete", "get", "patch", "update")  # proxy subresources: every method, relayed
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", ("v1",), "namespaces", "namespace", "Namespace", False,
              ("create", "delete", "get", "list", "patch", "update", "watch"), ("ns",),
              subresources={"status": RO_SUB, "finalize": ("update",)}, has_status=True),
-    Resource("", ("v1",), "nodes", "node", "Node", False, RW, ("no",), subresources=_STATUS, has_status=True),
+    Resource("", ("v1",), "nodes", "node", "Node", False, RW, ("no",),
+             subresources={"proxy": CONNECT, "status": RO_SUB}, has_status=True),
     Resource("", ("v1",), "pods", "pod", "Pod", True, RW, ("po",), ("all",),
              subresources={"status": RO_SUB, "binding": ("create",), "eviction": ("create",)}, has_status=True),
     Resource("", ("v1",), "services", "service", "Service", True,

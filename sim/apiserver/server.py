@@ -1,6 +1,6 @@
 """The emulated kube-apiserver: HTTPS on 127.0.0.1, authenticated and authorized per request, with
-kube-apiserver's REST semantics over :class:`ObjectStore`, discovery, OpenAPI, tables and the
-aggregation layer in front of extension API servers."""
+kube-apiserver's REST semantics over :class:`ObjectStore`, discovery, OpenAPI, tables, the node
+proxy to kubelets and the aggregation layer in front of extension API servers."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from .auth import (
     review_self_access,
     review_token,
 )
+from .nodeproxy import PREFERRED_ADDRESS_TYPES, NodeProxy, is_node_proxy
 from .patch import PATCH_TYPES, apply_patch
 from .requestinfo import RequestInfo, request_info
 from .store import ObjectStore, deep_copy
@@ -93,13 +94,16 @@ class APIServer:
     """Serves ``store`` over HTTPS with the cluster ``pki``; see the module docstring.
 
     ``bookmark_interval`` is how often idle watches that allow bookmarks get one (kube-apiserver:
-    about a minute); ``anonymous`` enables system:anonymous for requests without credentials.
+    about a minute); ``anonymous`` enables system:anonymous for requests without credentials;
+    ``kubelet_preferred_address_types`` is kube-apiserver's flag of that name, for the node proxy
+    (``/api/v1/nodes/{name}/proxy/...``, see nodeproxy.py).
     """
 
     def __init__(self, store: ObjectStore, pki: Any, *, host: str = "127.0.0.1", port: int = 0,
                  authorizer_policy: AuthzPolicy | None = None, bookmark_interval: float = 60.0,
                  anonymous: bool = False, aggregator_check_interval: float = 5.0,
-                 min_request_timeout: float = 1800.0):
+                 min_request_timeout: float = 1800.0,
+                 kubelet_preferred_address_types: Sequence[str] = PREFERRED_ADDRESS_TYPES):
         self.store = store
         self.catalogue = store.catalogue  # built-ins plus this server's custom resources
         self.openapi_docs = openapi.Documents(self.catalogue)
@@ -113,6 +117,7 @@ class APIServer:
         self.authenticator = Authenticator(store, pki, issuer=self.issuer, anonymous=anonymous)
         self.authorizer = Authorizer(authorizer_policy)
         self.aggregator = Aggregator(store, pki, check_interval=aggregator_check_interval)
+        self.node_proxy = NodeProxy(store, pki, preferred_address_types=tuple(kubelet_preferred_address_types))
         self.token_controller = LegacyTokenController(store, self.issuer, pki.ca.cert_pem)
         self._runner: web.AppRunner | None = None
         self._watches: set[asyncio.Task] = set()
@@ -161,6 +166,7 @@ class APIServer:
         self._ensure_kubernetes_endpoints()
         await self.token_controller.start()
         await self.aggregator.start()
+        await self.node_proxy.start()
         log.info("apiserver started", url=self.url)
 
     async def stop(self) -> None:
@@ -168,6 +174,8 @@ class APIServer:
             t.cancel()
         with contextlib.suppress(Exception):
             await self.aggregator.stop()
+        with contextlib.suppress(Exception):
+            await self.node_proxy.stop()
         with contextlib.suppress(Exception):
             await self.token_controller.stop()
         if self._runner is not None:
@@ -229,6 +237,8 @@ class APIServer:
                     raise forbidden_error(attrs, reason)
             if info.api_prefix == "apis" and info.group and self.aggregator.route(info.group, info.version):
                 return await self.aggregator.proxy(request, user)
+            if is_node_proxy(info):
+                return await self.node_proxy.proxy(request, info)
             if info.resource_request:
                 return await self._resource(request, info, user)
             return await self._nonresource(request, info)
