@@ -123,3 +123,37 @@ async def test_run_watches_nodes_itself_and_scrapes_on_its_ticker(cluster):
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_kubelets_through_the_api_server_node_proxy(cluster):
+    """--kubelet-via-apiserver: what `autoscaler record` uses from outside a cluster."""
+    kube = load_kubeconfig(str(cluster.metrics_kubeconfig))
+    # no node has an ExternalDNS address: scraping directly could not reach any kubelet
+    direct = ScrapeOptions(kubelet_preferred_address_types=["ExternalDNS"])
+    proxied = ScrapeOptions(kubelet_preferred_address_types=["ExternalDNS"], kubelet_via_apiserver=True)
+    informer = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
+    stop = asyncio.Event()
+    inf_task = asyncio.create_task(informer.run(stop))
+    collectors = []
+    try:
+        assert await informer.wait_synced(30)
+        for opts in (direct, proxied):
+            store = WindowStore(opts.metric_resolution, opts.metric_history)
+            collectors.append(Collector(opts, store, kube, node_informer=informer, clock=cluster.clock.now))
+        unreachable = await collectors[0].scrape_cycle()
+        assert unreachable.succeeded == 0 and all("no address matched" in e for e in unreachable.errors.values())
+        col = collectors[1]
+        assert (await col.scrape_cycle()).failed == 0
+        await asyncio.to_thread(cluster.advance, 15)
+        stats = await col.scrape_cycle()
+        assert (stats.nodes, stats.succeeded) == (3, 3), stats.errors
+        pods = running_pods(cluster)
+        usage = col.storage.pod_metrics([(ns, name) for ns, name, _ in pods])
+        assert all(u is not None for u in usage)
+        total = sum(c.cpu_nanocores for u in usage for c in u.containers) / 1e9
+        assert total == pytest.approx(TOTAL_CORES, rel=0.05)
+    finally:
+        for c in collectors:
+            await c.client.close()
+        stop.set()
+        await asyncio.wait_for(inf_task, 10)

@@ -350,6 +350,7 @@ def test_flags_have_metrics_server_names_and_defaults():
     (["--kubelet-preferred-address-types=InternalIP,Bogus"], "Bogus"),
     (["-l", "a in (b"], "node-selector"),
     (["--scrape-wave-interval=5s"], "scrape-wave-interval"),
+    (["--kubelet-via-apiserver", "--kubelet-insecure-tls"], "the API server connects to the kubelets"),
 ])
 def test_invalid_flag_combinations_are_rejected(argv, message):
     parser = argparse.ArgumentParser()
@@ -380,3 +381,20 @@ def test_wave_interval_flag():
     assert options_from_args(parser.parse_args([])).scrape_wave_interval == 0.25
     assert options_from_args(parser.parse_args(["--scrape-wave-interval=0"])).scrape_wave_interval == 0
     assert options_from_args(parser.parse_args(["--scrape-wave-interval=1s"])).scrape_wave_interval == 1
+
+
+def test_kubelet_urls_through_the_api_server_node_proxy():
+    from autoscaler.scraper.targets import node_target
+
+    node = {"metadata": {"name": "ip-10-0-1-7.ec2.internal",
+                         "annotations": {"metrics.k8s.io/resource-metrics-path": "/metrics/resource/v2"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.1.7"}]}}
+    api = "https://ABC.gr7.eu-west-1.eks.amazonaws.com/"
+    summary = node_target(node, ScrapeOptions(kubelet_via_apiserver=True), api)
+    assert summary.url == ("https://ABC.gr7.eu-west-1.eks.amazonaws.com/api/v1/nodes/ip-10-0-1-7.ec2.internal"
+                           "/proxy/stats/summary?only_cpu_and_memory=true")
+    resource = node_target(node, ScrapeOptions(kubelet_source="resource", kubelet_via_apiserver=True), api)
+    assert resource.url.endswith("/api/v1/nodes/ip-10-0-1-7.ec2.internal/proxy/metrics/resource/v2")
+    assert node_target(node, ScrapeOptions()).url == "https://10.0.1.7:10250/stats/summary?only_cpu_and_memory=true"
+    with pytest.raises(ValueError, match="needs a client configuration"):
+        Collector(ScrapeOptions(kubelet_via_apiserver=True), WindowStore(15, 900), None, nodes=list)

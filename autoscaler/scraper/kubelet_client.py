@@ -66,7 +66,9 @@ class KubeletClient:
         self.opts = opts
         self.kube = kube
         limit_ssl_read_buffer()
-        self._ssl = kubelet_ssl_context(opts, kube)
+        # through the node proxy we talk TLS to kube-apiserver, as the kubeconfig says
+        self._ssl = kube.ssl_context() if opts.kubelet_via_apiserver and kube is not None else \
+            kubelet_ssl_context(opts, kube)
         if opts.kubelet_insecure_tls:
             log.warning("kubelet serving certificates are NOT verified (--kubelet-insecure-tls); for testing only")
         if opts.deprecated_kubelet_completely_insecure:

@@ -38,6 +38,7 @@ class ScrapeOptions:
     node_selector: str = ""
     max_concurrency: int = 500
     scrape_wave_interval: float = 0.25
+    kubelet_via_apiserver: bool = False
     max_response_bytes: int = 10 * 1024 * 1024
 
     def validate(self) -> None:
@@ -70,6 +71,12 @@ class ScrapeOptions:
             errors.append(f"kubelet-source must be one of {', '.join(SOURCES)}")
         if self.max_concurrency < 1:
             errors.append("kubelet-max-concurrency must be at least 1")
+        if self.kubelet_via_apiserver and (
+            self.deprecated_kubelet_completely_insecure or self.kubelet_insecure_tls
+            or self.kubelet_certificate_authority or self.kubelet_client_certificate
+        ):
+            errors.append("cannot use --kubelet-via-apiserver with kubelet TLS or certificate flags: the API server "
+                          "connects to the kubelets")
         if not 0 <= self.scrape_wave_interval <= MAX_WAVE_INTERVAL:
             errors.append(f"scrape-wave-interval must be between 0 and {format_duration(MAX_WAVE_INTERVAL)}")
         if self.max_response_bytes < 1024:
@@ -123,6 +130,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default summary)")
     g.add_argument("--kubelet-max-concurrency", type=int, default=d.max_concurrency, dest="max_concurrency",
                    help="(ours) Maximum kubelet requests in flight at once. (default 500)")
+    g.add_argument("--kubelet-via-apiserver", action="store_true",
+                   help="(ours) Reach each kubelet through the API server's node proxy "
+                        "(/api/v1/nodes/NAME/proxy/...) with the kubeconfig's identity, which needs get on "
+                        "nodes/proxy. For recording from outside a cluster, where kubelets are not reachable; "
+                        "every scrape then passes through kube-apiserver (at most 64 connections to it).")
     g.add_argument("--scrape-wave-interval", type=duration_flag, default=d.scrape_wave_interval,
                    help="(ours) Each node's random start delay within a tick is rounded down to a multiple of "
                         "this, so kubelets are scraped in waves and one event-loop wake-up serves several of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from autoscaler.scraper.options import ScrapeOptions
 
@@ -40,19 +41,25 @@ def node_port(node: dict, opts: ScrapeOptions) -> int:
     return opts.kubelet_port
 
 
-def node_target(node: dict, opts: ScrapeOptions) -> Target:
+def node_target(node: dict, opts: ScrapeOptions, apiserver: str | None = None) -> Target:
+    """The kubelet URL of ``node``; with ``apiserver`` (``--kubelet-via-apiserver``) the same path
+    through that API server's node proxy, which finds the kubelet's address and port itself."""
     meta = node.get("metadata") or {}
     name = meta.get("name") or ""
-    host = node_address(node, opts.kubelet_preferred_address_types)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    scheme = "http" if opts.deprecated_kubelet_completely_insecure else "https"
     if opts.kubelet_source == "summary":
         path = SUMMARY_PATH
     else:
         path = (meta.get("annotations") or {}).get(RESOURCE_PATH_ANNOTATION) or RESOURCE_PATH
         if not path.startswith("/"):
             path = "/" + path
+    if apiserver is not None:
+        if not name:
+            raise TargetError("node has no name")
+        return Target(name, f"{apiserver.rstrip('/')}/api/v1/nodes/{quote(name, safe='')}/proxy{path}")
+    host = node_address(node, opts.kubelet_preferred_address_types)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    scheme = "http" if opts.deprecated_kubelet_completely_insecure else "https"
     return Target(name, f"{scheme}://{host}:{node_port(node, opts)}{path}")
 
 
