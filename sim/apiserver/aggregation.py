@@ -362,8 +362,11 @@ class Aggregator:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.check_interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # races its timeout, and stop() would then wait for this loop forever
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.check_interval):
+                    await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(0.02)  # coalesce bursts of changes
             self._wake.clear()

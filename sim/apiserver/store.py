@@ -186,7 +186,8 @@ class Watch:
                 await w.ready.wait()
             else:
                 try:
-                    await asyncio.wait_for(w.ready.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation (3.11)
+                        await w.ready.wait()
                 except TimeoutError:
                     return None
 
