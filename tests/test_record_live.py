@@ -78,3 +78,32 @@ def test_recorded_trace_replays(recorded):
     out = json.loads(proc.stdout)
     runs = out if isinstance(out, list) else out.get("configurations") or out.get("results")
     assert runs, out
+
+
+def test_polling_overlapping_store_windows_keeps_each_sample_once():
+    import numpy as np
+
+    from autoscaler.storage.types import NodeBatch
+    from autoscaler.storage.window import WindowStore
+    from sim.replay.recorder import TraceRecorder
+
+    store = WindowStore(15.0, 60.0)  # the ring holds 4 samples: polls every 2 steps overlap
+    rec = TraceRecorder(15.0)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web-1", "namespace": "shop", "creationTimestamp": "2023-11-14T22:00:00Z",
+                        "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": True}]},
+           "spec": {"containers": [{"name": "app"}]}, "status": {"phase": "Running"}}
+    t0 = 1_700_000_000.0
+    for k in range(12):
+        t = t0 + 15.0 * k
+        store.store(NodeBatch(node="n1", scrape_time=t, namespaces=["shop"], pods=["web-1"], containers=["app"],
+                              start_time=np.array([t0 - 100]), timestamp=np.array([t]), cpu=np.array([0.5 * k + 1]),
+                              memory=np.array([1e8]), cpu_ns=np.array([int((0.5 * k + 1) * 1e9)])))
+        rec.observe_pods([pod], t)
+        if k % 2:
+            rec.observe_usage(store)
+    samples = rec.pods[("shop", "web-1")].samples["app"]
+    ts, _, _ = samples.arrays()
+    assert ts.tolist() == [t0 + 15.0 * k for k in range(12)]  # every step once, in order
+    (container,) = rec.trace().workloads[0].pods[0].containers
+    np.testing.assert_allclose(container.cpu[1:], 0.5 / 15.0)  # the rate between consecutive samples

@@ -3,8 +3,11 @@
 :class:`TraceRecorder` is fed periodically with what a metrics pipeline already holds — the
 :class:`~autoscaler.storage.window.WindowStore` (raw per-container samples), the Pods (lifecycle,
 requests and limits, owners), the workloads (spec.replicas) and the HPAs (spec) — and keeps
-everything it has seen, deduplicating samples by timestamp, so polling at least once per
+everything it has seen, adding only samples newer than those it has, so polling at least once per
 ``--metric-history`` loses nothing. ``trace()`` returns the :class:`~sim.replay.trace.Trace`.
+
+Samples are kept in one growable numpy buffer per container: measured 34 bytes per sample, where a
+dict entry per sample took 179; a day of 15 s samples for 1,000 containers is about 200 MB (was 1 GB).
 """
 
 from __future__ import annotations
@@ -40,6 +43,41 @@ def _qty(v: Any, cpu: bool) -> float | None:
         return None
 
 
+class _Samples:
+    """One container's samples, oldest first, in one growable (3, capacity) float64 buffer
+    (timestamp, cumulative CPU, memory). Only samples newer than the last one kept are added (the
+    store's ring is in time order), so polling the same ring twice stores nothing twice."""
+
+    __slots__ = ("buf", "n")
+
+    def __init__(self) -> None:
+        self.buf = np.empty((3, 16))
+        self.n = 0
+
+    @property
+    def last(self) -> float:
+        return float(self.buf[0, self.n - 1]) if self.n else -np.inf
+
+    def add(self, ts: np.ndarray, cpu: np.ndarray, mem: np.ndarray) -> None:
+        ts = np.round(np.asarray(ts, np.float64), 3)
+        new = ts > self.last
+        m = int(np.count_nonzero(new))
+        if not m:
+            return
+        if self.n + m > self.buf.shape[1]:  # double: appends stay amortized O(1), at most 2x the data
+            grown = np.empty((3, max(2 * self.buf.shape[1], self.n + m)))
+            grown[:, : self.n] = self.buf[:, : self.n]
+            self.buf = grown
+        self.buf[:, self.n : self.n + m] = (ts[new], np.asarray(cpu, np.float64)[new], np.asarray(mem, np.float64)[new])
+        self.n += m
+
+    def __len__(self) -> int:
+        return self.n
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.buf[0, : self.n], self.buf[1, : self.n], self.buf[2, : self.n]
+
+
 @dataclass
 class _Pod:
     namespace: str
@@ -50,8 +88,8 @@ class _Pod:
     ready: float | None = None
     deleted: float | None = None
     resources: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
-    #: raw store samples per container: timestamp -> (cumulative CPU core-seconds, memory bytes)
-    samples: dict[str, dict[float, tuple[float, float]]] = field(default_factory=dict)
+    #: raw store samples per container: timestamps, cumulative CPU core-seconds, memory bytes
+    samples: dict[str, _Samples] = field(default_factory=dict)
     container_start: dict[str, float] = field(default_factory=dict)
 
 
@@ -72,21 +110,19 @@ def owner_workload(pod: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _rates(samples: dict[float, tuple[float, float]], start: float | None
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rates(samples: _Samples, start: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative CPU counters to usage rates (cores) between consecutive samples, as metrics-server
     computes them; the first sample is measured from the container's start when known. A counter
     that went down (restart) drops that sample."""
-    ts = np.array(sorted(samples))
-    vals = np.array([samples[t] for t in ts.tolist()])
+    ts, cpu, mem = samples.arrays()
     if not len(ts):
         return ts, ts, ts
     prev_t = np.concatenate([[start if start is not None else np.nan], ts[:-1]])
-    prev_c = np.concatenate([[0.0], vals[:-1, 0]])
+    prev_c = np.concatenate([[0.0], cpu[:-1]])
     dt = ts - prev_t
-    dc = vals[:, 0] - prev_c
+    dc = cpu - prev_c
     ok = np.isfinite(dt) & (dt > 0) & (dc >= 0)
-    return ts[ok], dc[ok] / dt[ok], vals[ok, 1]
+    return ts[ok], dc[ok] / dt[ok], mem[ok]
 
 
 class TraceRecorder:
@@ -144,12 +180,9 @@ class TraceRecorder:
         for (ns, name), p in self.pods.items():
             series = store.series(ns, name)
             for cname, s in (series.get("containers") or {}).items():
-                d = p.samples.setdefault(cname, {})
                 if s.get("start_time"):
                     p.container_start[cname] = float(s["start_time"])
-                for t, cpu, mem in zip(np.asarray(s["timestamp"]).tolist(), np.asarray(s["cpu"]).tolist(),
-                                       np.asarray(s["memory"]).tolist(), strict=True):
-                    d[round(t, 3)] = (cpu, mem)
+                p.samples.setdefault(cname, _Samples()).add(s["timestamp"], s["cpu"], s["memory"])
 
     def observe_workloads(self, workloads: list[dict[str, Any]], hpas: list[dict[str, Any]], now: float) -> None:
         """spec.replicas of Deployments/StatefulSets and the spec of the HPAs that target them."""
@@ -182,8 +215,6 @@ class TraceRecorder:
         for p in self.pods.values():
             containers = []
             for cname, d in sorted(p.samples.items()):
-                if not d:
-                    continue
                 ts, cores, mem = _rates(d, p.container_start.get(cname))
                 if not len(ts):
                     continue
