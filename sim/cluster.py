@@ -6,10 +6,16 @@ to emulated nodes (Node + Lease objects, heartbeats), one HTTPS kubelet endpoint
 pod lifecycle, the scheduler and the workload controllers, then creates the scenario's workloads
 and HPAs. :func:`run_in_thread` runs one on a background loop so blocking clients and
 subprocesses (``kubectl``) can use it from tests.
+
+Nodes can fail and recover (:meth:`EmulatedCluster.fail_node` / :meth:`~EmulatedCluster.recover_node`,
+or a scenario's ``nodeEvents``): a failed node's kubelet stops — no Lease renewals, its HTTPS port
+refuses connections, its pods' status frozen — and the node lifecycle and taint eviction controllers
+(:mod:`sim.nodelifecycle`) react as kube-controller-manager does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import random
@@ -22,12 +28,13 @@ import yaml
 from autoscaler.k8s.quantity import value
 from sim.clock import Clock, ManualClock
 from sim.kubelet.pods import PodLifecycle, PodTiming
-from sim.kubelet.server import EmulatedKubelet, KubeletAuth, KubeletFleet, compact_tls_buffers
+from sim.kubelet.server import EmulatedKubelet, Fault, KubeletAuth, KubeletFleet, compact_tls_buffers
 from sim.kubelet.stats import NodeStats
 from sim.loadmodel import Constant, LoadModel, WorkloadLoad
 from sim.loopthread import LoopThread
+from sim.nodelifecycle import NodeLifecycleController, TaintEvictionController
 from sim.nodes import NodeHeartbeats, lease_object, node_object
-from sim.scenario import Scenario
+from sim.scenario import NodeEvent, Scenario
 from sim.scheduler import Scheduler
 from sim.workloads import EventRecorder, WorkloadControllers
 
@@ -59,6 +66,10 @@ class EmulatedCluster:
         self.fleet: KubeletFleet | None = None
         self._parts: list[Any] = []
         self._unsub: list[Callable[[], None]] = []
+        #: failed node → the kubelet fault to restore when it recovers
+        self.failed: dict[str, Fault] = {}
+        self._timers: list[Any] = []
+        self._tasks: set[asyncio.Task] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -131,10 +142,22 @@ class EmulatedCluster:
         self.scheduler = Scheduler(self.store, self.clock, events, delay=sc.scheduling_delay)
         self.scheduler.start()
         self.heartbeats.start()
-        self._parts = [self.heartbeats, self.scheduler, self.controllers, self.lifecycle]
+        self.node_lifecycle = NodeLifecycleController(self.store, self.clock, events)
+        self.node_lifecycle.start()
+        self.taint_eviction = TaintEvictionController(self.store, self.clock, events)
+        self.taint_eviction.start()
+        self._parts = [self.heartbeats, self.node_lifecycle, self.taint_eviction, self.scheduler, self.controllers,
+                       self.lifecycle]
         self._create_scenario_objects()
+        for ev in sc.node_events:
+            self._timers.append(self.clock.call_later(ev.at, self._node_event, ev))
 
     async def stop(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
         for u in self._unsub:
             u()
         self._unsub.clear()
@@ -245,6 +268,52 @@ class EmulatedCluster:
             raise KeyError(f"no emulated kubelet for node {node_name!r}")
         return self.fleet.kubelets[node_name]
 
+    # --- node failures -------------------------------------------------------------------------
+
+    async def fail_node(self, name: str) -> None:
+        """The node's kubelet stops: its Lease is no longer renewed, its HTTPS endpoint refuses
+        connections and its pods' status is no longer updated (their containers keep running).
+        After ``--node-monitor-grace-period`` the node lifecycle controller marks it NotReady.
+        No-op when the node has already failed."""
+        kubelet = self.kubelet(name)
+        if name in self.failed:
+            return
+        self.failed[name] = kubelet.fault
+        self.heartbeats.paused.add(name)
+        self.lifecycle.stop_node(name)
+        await kubelet.set_fault("stopped")
+        log.info("node %s failed: its kubelet stopped", name)
+
+    async def recover_node(self, name: str) -> None:
+        """The node's kubelet comes back: it serves again (with the fault it had before, if any),
+        renews its Lease, posts Ready=True and syncs its pods; the node lifecycle controller then
+        removes the unreachable taints. No-op when the node has not failed."""
+        kubelet = self.kubelet(name)
+        previous = self.failed.pop(name, None)
+        if previous is None:
+            return
+        await kubelet.set_fault(previous)
+        self.heartbeats.paused.discard(name)
+        node = self.store.get("nodes", None, name)
+        self.events.emit(node, "Normal", "Starting", "Starting kubelet.", component="kubelet", host=name)
+        for reason in self.heartbeats.post_status(name):
+            self.events.emit(node, "Normal", reason, f"Node {name} status is now: {reason}", component="kubelet",
+                             host=name)
+        self.lifecycle.start_node(name)
+        log.info("node %s recovered: its kubelet is back", name)
+
+    def _node_event(self, ev: NodeEvent) -> None:
+        action = self.fail_node if ev.action == "fail" else self.recover_node
+        task = asyncio.get_running_loop().create_task(action(ev.node))
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("scenario node event %s %s failed: %s", ev.action, ev.node, t.exception())
+
+        task.add_done_callback(done)
+
     def restart_container(self, namespace: str, pod: str, container: str, **kw: Any) -> None:
         self.lifecycle.restart_container(namespace, pod, container, **kw)
 
@@ -293,6 +362,14 @@ class ClusterThread(LoopThread):
 
     def set_load(self, namespace: str, workload: str, model: LoadModel) -> None:
         self.call(lambda: self.cluster.set_load(namespace, workload, model))
+
+    def fail_node(self, name: str) -> None:
+        """Stop the node's kubelet (see :meth:`EmulatedCluster.fail_node`); ``advance`` drives what follows."""
+        self.run(self.cluster.fail_node(name))
+
+    def recover_node(self, name: str) -> None:
+        """Bring the node's kubelet back (see :meth:`EmulatedCluster.recover_node`)."""
+        self.run(self.cluster.recover_node(name))
 
     def stop(self) -> None:
         if self.loop.is_running():

@@ -6,7 +6,8 @@ A Node looks like a kubeadm node's: labels (``kubernetes.io/hostname``, ``kubern
 emulated kubelet's port, ``nodeInfo`` (kubelet v1.36), and the pressure and Ready conditions.
 Heartbeats as the kubelet sends them: the Lease in ``kube-node-lease`` renewed every 10 s, and the
 Ready condition's ``lastHeartbeatTime`` refreshed every 5 minutes (nodeStatusReportFrequency).
-Renewals are staggered over the interval so thousands of nodes don't write at once.
+Renewals are staggered over the interval so thousands of nodes don't write at once. A stopped
+kubelet (``paused``) renews nothing; when it comes back it posts a full status (:meth:`post_status`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ KUBELET_VERSION = "v1.36.2"
 LEASE_DURATION = 40
 LEASE_RENEW = 10.0
 STATUS_REPORT = 300.0
+
+
+#: the conditions a healthy kubelet posts: (type, status, reason, message)
+HEALTHY_CONDITIONS = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)
+
+#: the Event reason the kubelet records when a condition becomes healthy
+NODE_STATUS_EVENTS = {"MemoryPressure": "NodeHasSufficientMemory", "DiskPressure": "NodeHasNoDiskPressure",
+                      "PIDPressure": "NodeHasSufficientPID", "Ready": "NodeReady"}
 
 
 @dataclass
@@ -85,16 +99,10 @@ def node_object(spec: NodeSpec, index: int, port: int, now: float) -> dict:
     allocatable["ephemeral-storage"] = "94580335255"
     machine = hashlib.md5(spec.name.encode()).hexdigest()
     conditions = [
-        {"type": t, "status": "False", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+        {"type": t, "status": status, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
          "reason": reason, "message": message}
-        for t, reason, message in (
-            ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        )
+        for t, status, reason, message in HEALTHY_CONDITIONS
     ]
-    conditions.append({"type": "Ready", "status": "True", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
-                       "reason": "KubeletReady", "message": "kubelet is posting ready status"})
     annotations = {
         "node.alpha.kubernetes.io/ttl": "0",
         "volumes.kubernetes.io/controller-managed-attach-detach": "true",
@@ -166,6 +174,35 @@ class NodeHeartbeats:
 
     def start(self) -> None:
         self._timer = self.clock.call_later(LEASE_RENEW / self.slots, self._run)
+
+    def post_status(self, name: str) -> list[str]:
+        """What a (re)started kubelet does first: renew its Lease and post a full node status
+        (every condition healthy, lastHeartbeatTime now, lastTransitionTime moved where the status
+        flips). Returns the Event reasons the kubelet records for the conditions that flipped
+        (``NodeHasSufficientMemory``, ..., ``NodeReady``)."""
+        now = self.clock.now()
+        stamp = format_time(now)
+        self.store.mutate("leases.coordination.k8s.io", "kube-node-lease", name,
+                          lambda o: o["spec"].__setitem__("renewTime", format_micro_time(now)))
+        changed: list[str] = []
+
+        def post(o: dict) -> None:
+            conds = {c.get("type"): c for c in o.setdefault("status", {}).get("conditions") or ()}
+            out = [c for c in o["status"].get("conditions") or () if c.get("type") not in
+                   {t for t, *_ in HEALTHY_CONDITIONS}]
+            for ctype, status, reason, message in HEALTHY_CONDITIONS:
+                cur = conds.get(ctype) or {}
+                if cur.get("status") != status:
+                    changed.append(NODE_STATUS_EVENTS[ctype])
+                out.append({"type": ctype, "status": status, "lastHeartbeatTime": stamp,
+                            "lastTransitionTime": cur["lastTransitionTime"] if cur.get("status") == status
+                            and cur.get("lastTransitionTime") else stamp,
+                            "reason": reason, "message": message})
+            o["status"]["conditions"] = out
+
+        self.store.mutate("nodes", None, name, post, subresource="status")
+        self._status_due[name] = now + STATUS_REPORT
+        return changed
 
     def stop(self) -> None:
         if self._timer is not None:

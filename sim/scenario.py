@@ -19,6 +19,9 @@ Example (all keys optional except where noted)::
         load: {kind: diurnal, min: 0.2, max: 3, period: 24h, peak: 14h, noise: 0.1}
     hpas:
       - {target: web, minReplicas: 1, maxReplicas: 10, cpuUtilization: 60}
+    nodeEvents:                         # node failures, relative to the cluster's start
+      - {at: 10m, fail: worker-2}       # its kubelet stops (no heartbeats, port refuses connections)
+      - {at: 20m, recover: worker-2}    # and comes back
     authorization: {default: allow, rules: []}
 
 Load kinds: ``constant`` (cores), ``diurnal`` (min, max, period, peak), ``step`` (base, steps:
@@ -49,6 +52,16 @@ from sim.nodes import NodeSpec
 
 class ScenarioError(ValueError):
     """A bad scenario file; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """At ``at`` seconds after the cluster starts, the node's kubelet stops (``fail``) or comes
+    back (``recover``)."""
+
+    at: float
+    action: str  # fail | recover
+    node: str
 
 
 @dataclass
@@ -98,6 +111,7 @@ class Scenario:
     faults: dict[str, str] = field(default_factory=dict)
     authorization: Any = None
     events: bool | None = None
+    node_events: list[NodeEvent] = field(default_factory=list)
     source: str = "<scenario>"
 
     @classmethod
@@ -457,10 +471,42 @@ def _hpas(p: _P, workloads: list[WorkloadSpec]) -> list[dict]:
     return out
 
 
+def _node_events(p: _P, nodes: list[NodeSpec]) -> list[NodeEvent]:
+    names = [n.name for n in nodes]
+    out: list[tuple[float, int, NodeEvent, _P]] = []
+    for i, item in enumerate(p.items()):
+        item.mapping()
+        item.known("at", "fail", "recover")
+        if "at" not in item.data:
+            raise item.err("at", "required field is missing")
+        at = item.duration("at", 0.0)
+        actions = [a for a in ("fail", "recover") if a in item.data]
+        if len(actions) != 1:
+            raise item.err(None, "expected exactly one of fail, recover (the node name)")
+        action = actions[0]
+        node = item.str(action, required=True)
+        if node not in names:
+            raise item.err(action, f"no such node {node!r}; nodes are {', '.join(names)}")
+        out.append((at, i, NodeEvent(at, action, node), item))
+    out.sort(key=lambda e: (e[0], e[1]))
+    failed: set[str] = set()
+    for _, _, ev, item in out:
+        if ev.action == "fail" and ev.node in failed:
+            raise item.err("fail", f"node {ev.node} has already failed at {item.data['at']} (recover it first)")
+        if ev.action == "recover" and ev.node not in failed:
+            raise item.err("recover", f"node {ev.node} has not failed at {item.data['at']} (no earlier fail event)")
+        if ev.action == "fail":
+            failed.add(ev.node)
+        else:
+            failed.discard(ev.node)
+    return [ev for _, _, ev, _ in out]
+
+
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a Scenario from parsed YAML, raising ScenarioError naming the field on bad input."""
     p = _P(source, "", data).mapping()
-    p.known("name", "seed", "timing", "kubelet", "nodes", "workloads", "hpas", "authorization", "events")
+    p.known("name", "seed", "timing", "kubelet", "nodes", "workloads", "hpas", "authorization", "events",
+            "nodeEvents")
     seed = p.int("seed", 0, minimum=None)
     t = p.sub("timing").mapping()
     t.known("schedulingDelay", "startupDelay", "readinessDelay", "terminationDelay", "jitter")
@@ -498,6 +544,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
         faults=faults,
         authorization=p.data.get("authorization"),
         events=events,
+        node_events=_node_events(p.sub("nodeEvents"), nodes),
         source=source,
     )
 

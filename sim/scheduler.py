@@ -51,7 +51,8 @@ def pod_requests(pod: dict) -> tuple[int, int]:
     return cpu, mem
 
 
-def _tolerates(tolerations: list[dict], taint: dict) -> bool:
+def tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """Whether any toleration tolerates ``taint`` (``v1.Toleration.ToleratesTaint``)."""
     for t in tolerations:
         if t.get("effect") and t.get("effect") != taint.get("effect"):
             continue
@@ -231,7 +232,7 @@ class Scheduler:
                 reasons["node(s) were unschedulable"] = reasons.get("node(s) were unschedulable", 0) + 1
                 continue
             bad = [t for t in nspec.get("taints") or () if t.get("effect") in ("NoSchedule", "NoExecute")
-                   and not _tolerates(tolerations, t)]
+                   and not tolerates(tolerations, t)]
             if bad:
                 ok[i] = False
                 t = bad[0]

@@ -9,6 +9,9 @@ part of a graceful delete. Container restarts can be injected. Status is written
 writes it (conditions PodReadyToStartContainers, Initialized, Ready, ContainersReady,
 PodScheduled; containerStatuses with containerID, image, imageID, started, ready, restartCount).
 
+A node's kubelet can be stopped (:meth:`PodLifecycle.stop_node`): its pods keep their last status
+(and running containers) until it is started again and syncs them.
+
 Load follows the pod: its containers become rows of the node's :class:`NodeStats`, and the
 workload's ready-pod count moves with readiness, so demand is always spread over ready pods.
 """
@@ -79,6 +82,11 @@ class _Tracked:
         self.timers.clear()
 
 
+def _is_ready(pod: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or ())
+
+
 def _cores(q: Any) -> float:
     try:
         return float(parse_quantity(q))
@@ -113,6 +121,8 @@ class PodLifecycle:
         self._node_index: dict[str, int] = {}
         self._ip_seq: dict[str, int] = {}
         self._unsub: Callable[[], None] | None = None
+        #: nodes whose kubelet is stopped: their pods' status is left alone until it comes back
+        self.stopped: set[str] = set()
 
     def start(self) -> None:
         for pod in self.store.list("pods")[0]:
@@ -128,6 +138,37 @@ class PodLifecycle:
     def register_node(self, name: str) -> None:
         self._node_index.setdefault(name, len(self._node_index))
 
+    def stop_node(self, name: str) -> None:
+        """The node's kubelet stops: no status writes for its pods, whose containers keep running."""
+        self.stopped.add(name)
+        for t in self.pods.values():
+            if t.node == name:
+                t.cancel()
+
+    def start_node(self, name: str) -> None:
+        """The node's kubelet is back: it syncs every pod bound to it — finishes pending
+        terminations, resumes starting pods, and reports running pods ready again."""
+        self.stopped.discard(name)
+        for pod in self.store.list("pods")[0]:
+            if (pod.get("spec") or {}).get("nodeName") != name:
+                continue
+            md = pod["metadata"]
+            key = (md.get("namespace", ""), md["name"])
+            t = self.pods.get(key)
+            if t is None or t.uid != md.get("uid"):
+                self._on_pod("ADDED", pod, None)
+            elif md.get("deletionTimestamp") or t.stage == "terminating":
+                if t.stage == "terminating":
+                    self._after(t, 0.0, self._finish_termination)
+                else:
+                    self._begin_termination(t, pod)
+            elif t.stage == "accepted":
+                self._after(t, 0.0, self._accept)
+            elif t.stage == "running":
+                self._after(t, t.timing.readiness, self._ready)
+            elif not (t.counted_ready and _is_ready(pod)):
+                self._ready(t)
+
     # --- events --------------------------------------------------------------------------------
 
     def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
@@ -140,6 +181,12 @@ class PodLifecycle:
             return
         node = (pod.get("spec") or {}).get("nodeName")
         if not node or node not in self._node_index:
+            return
+        if node in self.stopped:
+            if tracked is not None and tracked.counted_ready and not _is_ready(pod):
+                # marked not ready by the node lifecycle controller: endpoints drop it, its
+                # traffic moves to the workload's other ready pods
+                self._unready(tracked, self.clock.now())
             return
         if tracked is None:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -411,6 +458,8 @@ class PodLifecycle:
         t = self.pods.get((namespace, pod_name))
         if t is None or t.stage not in ("running", "ready"):
             raise ValueError(f"pod {namespace}/{pod_name} is not running on an emulated node")
+        if t.node in self.stopped:
+            raise ValueError(f"pod {namespace}/{pod_name}: the kubelet of node {t.node} is stopped")
         now_f = self.clock.now()
         now = format_time(now_f)
         self._unready(t, now_f)
