@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR",
                         help="where the PKI and kubeconfigs are written (default: a new temporary directory)")
     parser.add_argument("--speed", type=float, default=1.0, metavar="FACTOR",
-                        help="virtual time runs FACTOR times faster than real time (default 1)")
+                        help="virtual time runs FACTOR times faster than real time (default 1); objects then "
+                             "carry timestamps ahead of the wall clock, which kubectl shows as <invalid> ages")
     parser.add_argument("--kubelet-faults", default="", metavar="NODE=FAULT[,...]",
                         help="inject kubelet faults: slow[:SECONDS], http500, garbage, truncated, stopped, wrong_ca")
     parser.add_argument("--with-autoscaler", action="store_true",
