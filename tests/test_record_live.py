@@ -107,3 +107,30 @@ def test_polling_overlapping_store_windows_keeps_each_sample_once():
     assert ts.tolist() == [t0 + 15.0 * k for k in range(12)]  # every step once, in order
     (container,) = rec.trace().workloads[0].pods[0].containers
     np.testing.assert_allclose(container.cpu[1:], 0.5 / 15.0)  # the rate between consecutive samples
+
+
+def test_an_interrupted_recording_still_writes_its_trace(tmp_path):
+    import signal
+    import time
+
+    cluster = run_in_thread(parse_scenario(SCENARIO), tmp_path / "cluster")
+    try:
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(cluster.cluster.pki.ca.cert_pem)
+        trace = tmp_path / "trace.json.gz"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "record", "-f", str(trace), "--duration", "1h",
+             "--kubeconfig", str(cluster.metrics_kubeconfig), "--kubelet-use-node-status-port",
+             "--kubelet-certificate-authority", str(ca), "--metric-resolution", "10s",
+             "--kubelet-request-timeout", "5s", "--log-format", "json"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(20)  # two scrapes: the pods have samples
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, an hour early
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        assert "stopping: writing what was recorded so far" in err
+        t, _ = read_trace(trace)
+        web = t.workload("default", "web")
+        assert len(web.pods) == 2 and all(c.t.size for p in web.pods for c in p.containers)
+    finally:
+        cluster.stop()

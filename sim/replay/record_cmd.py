@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", help="record only this namespace (default: all)")
-    p.add_argument("--duration", type=duration_flag, default=3600.0, help="how long to record (default 1h0m0s)")
+    p.add_argument("--duration", type=duration_flag, default=3600.0,
+                   help="how long to record (default 1h0m0s); Ctrl-C or SIGTERM ends early and still writes the trace")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     add_scrape_flags(p)
 
 
@@ -57,18 +59,68 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, KubeConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    trace = asyncio.run(record(kube, options, args.duration, args.namespace))
+    trace = asyncio.run(_record_until_signal(kube, options, args))
     write_trace(trace, args.filename)
     print(f"wrote {args.filename}: {sum(len(w.pods) for w in trace.workloads)} pods in "
           f"{len(trace.workloads)} workloads", file=sys.stderr)
     return 0
 
 
+async def _record_until_signal(kube, options, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """``record`` for the command line: SIGINT/SIGTERM end the recording early (the trace so far is
+    still written, instead of a Ctrl-C losing hours of samples), with a progress bar on a terminal."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if not stop.is_set():
+            print("stopping: writing what was recorded so far", file=sys.stderr)
+            stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted)
+    progress = None if args.no_progress or not sys.stderr.isatty() else _ProgressBar(args.duration)
+    try:
+        return await record(kube, options, args.duration, args.namespace, stop=stop,
+                            on_observe=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+class _ProgressBar:
+    """Recording time against --duration, with what the trace holds so far."""
+
+    def __init__(self, duration: float) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._bar = Progress("recording", BarColumn(), TimeElapsedColumn(), "of", TextColumn(_hms(duration)),
+                             TimeRemainingColumn(), TextColumn("{task.fields[what]}"), transient=True)
+        self._task = self._bar.add_task("record", total=duration, what="")
+        self._bar.start()
+
+    def update(self, elapsed: float, pods: int, samples: int, failed: int) -> None:
+        what = f"{pods} pods, {samples:,} samples" + (f", {failed} nodes failing" if failed else "")
+        self._bar.update(self._task, completed=elapsed, what=what)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 async def record(kube, options, duration: float, namespace: str | None = None, *,  # type: ignore[no-untyped-def]
-                 clock=None, stop=None):  # type: ignore[no-untyped-def]
+                 clock=None, stop=None, on_observe=None):  # type: ignore[no-untyped-def]
     """Collect for ``duration`` seconds of ``clock`` (Unix seconds; default wall time) and return the trace.
 
-    ``stop`` (an asyncio.Event) ends the recording early.
+    ``stop`` (an asyncio.Event) ends the recording early; ``on_observe(elapsed, pods, samples,
+    failing nodes)`` is called after every poll (the progress bar).
     """
     import asyncio
     import contextlib
@@ -93,7 +145,8 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
     tasks = [asyncio.create_task(inf.run(stop)) for inf in informers.values()]
     tasks.append(asyncio.create_task(collector.run(stop)))
     rec = TraceRecorder(options.metric_resolution, namespace)
-    t_end = now() + duration
+    t_start = now()
+    t_end = t_start + duration
     loop = asyncio.get_running_loop()
 
     def observe() -> None:
@@ -103,6 +156,9 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
         wls += [dict(o, kind="StatefulSet") for o in informers["statefulsets"].items()]
         rec.observe_workloads(wls, informers["hpas"].items(), t)
         rec.observe_usage(storage)
+        if on_observe is not None:
+            cycle = collector.last_cycle
+            on_observe(min(t - t_start, duration), len(rec.pods), rec.samples, cycle.failed if cycle else 0)
 
     try:
         for inf in informers.values():

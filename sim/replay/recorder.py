@@ -184,6 +184,11 @@ class TraceRecorder:
                     p.container_start[cname] = float(s["start_time"])
                 p.samples.setdefault(cname, _Samples()).add(s["timestamp"], s["cpu"], s["memory"])
 
+    @property
+    def samples(self) -> int:
+        """Container samples kept so far."""
+        return sum(len(s) for p in self.pods.values() for s in p.samples.values())
+
     def observe_workloads(self, workloads: list[dict[str, Any]], hpas: list[dict[str, Any]], now: float) -> None:
         """spec.replicas of Deployments/StatefulSets and the spec of the HPAs that target them."""
         self._mark(now)
