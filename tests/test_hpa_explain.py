@@ -173,6 +173,25 @@ def test_scale_to_zero_gate(tmp_path: Path) -> None:
     assert ("ScaledToZero", "True", "ScaledToZero") in conditions(on)
 
 
+def test_typed_lists_as_kubectl_get_raw_returns_them(tmp_path: Path) -> None:
+    """`kubectl get --raw .../pods` answers a PodMetricsList (a PodList, ...) whose items carry no kind."""
+    items = load_items()
+
+    def typed(kind: str) -> dict[str, Any]:
+        members = [it for it in items if it["kind"] == kind]
+        return {"kind": f"{kind}List", "apiVersion": members[0]["apiVersion"], "metadata": {},
+                "items": [{k: v for k, v in it.items() if k not in ("kind", "apiVersion")} for it in members]}
+
+    docs = [it for it in items if it["kind"] not in ("Pod", "PodMetrics")] + [typed("Pod"), typed("PodMetrics")]
+    snap = tmp_path / "raw.yaml"
+    snap.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    r = explain("-f", str(snap), "--now", NOW, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["scale"] == {"from": 2, "to": 4, "updated": True}  # as from the List snapshot
+    assert doc["explanation"]["metrics"][0]["utilization"] == 100
+
+
 def test_hpa_generation_gate_sets_observed_generation(tmp_path: Path) -> None:
     items = load_items()
     hpa = next(it for it in items if it["kind"] == "HorizontalPodAutoscaler")

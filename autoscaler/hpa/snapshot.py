@@ -50,6 +50,10 @@ def _describe(doc_no: int, item_no: int | None, obj: Any) -> str:
     return where
 
 
+#: metric lists the snapshot keeps whole (their items are values, not objects)
+_VALUE_LISTS = ("MetricValueList", "ExternalMetricValueList")
+
+
 def parse_documents(text: str) -> list[dict[str, Any]]:
     """Split snapshot text into Kubernetes objects; raise InputError naming the bad object/field."""
     docs: list[Any]
@@ -67,10 +71,17 @@ def parse_documents(text: str) -> list[dict[str, Any]]:
         if not isinstance(doc, dict):
             raise InputError(f"document {i}: not a Kubernetes object (a mapping with apiVersion and kind)")
         items: list[tuple[int | None, Any]]
-        if doc.get("kind") == "List":
+        kind = doc.get("kind")
+        if kind == "List":
             if not isinstance(doc.get("items"), list):
                 raise InputError(f"document {i} (List): items: must be a list of objects")
             items = list(enumerate(doc["items"]))
+        elif isinstance(kind, str) and kind.endswith("List") and kind not in _VALUE_LISTS:
+            # a typed list as the API returns it (`kubectl get --raw`): its items carry no kind/apiVersion
+            if not isinstance(doc.get("items"), list):
+                raise InputError(f"document {i} ({kind}): items: must be a list of objects")
+            items = [(j, {"apiVersion": doc.get("apiVersion"), "kind": kind[: -len("List")], **it}
+                      if isinstance(it, dict) else it) for j, it in enumerate(doc["items"])]
         else:
             items = [(None, doc)]
         for j, obj in items:
