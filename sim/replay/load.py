@@ -215,7 +215,7 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     if ready_delay is None:
         ready_delay = float(np.median(obs_ready)) if obs_ready else DEFAULT_READY_DELAY
         src = (f"median of {len(obs_ready)} observed pods" if obs_ready
-               else "default: the trace does not record readiness; set --ready-delay")
+               else "default: no pod was born and became Ready during the trace; set --ready-delay")
         delay_notes.append(f"started pods become Ready after {ready_delay:g}s ({src})")
     observed = np.empty((0, 2))
     if draw:
