@@ -43,7 +43,6 @@ __all__ = ["Collector", "CycleStats", "ScrapeOptions", "add_arguments", "options
 log = structlog.get_logger(__name__)
 
 MAX_STAGGER = 4.0  # seconds; metrics-server's cap on the start delay
-APISERVER_CONNECTIONS = 64  # with --kubelet-via-apiserver: connections to kube-apiserver at most
 STAGGER_PER_NODE = 0.008
 
 #: One node's scrape: (node name, its batch or None, the error or None).
@@ -110,10 +109,9 @@ class Collector:
         self._selector = parse_label_selector(options.node_selector)
         self._nodes_fn = nodes
         self.node_informer = node_informer
-        # through the node proxy every request goes to kube-apiserver: fewer connections to it
-        connections = min(options.max_concurrency, APISERVER_CONNECTIONS) if options.kubelet_via_apiserver \
-            else options.max_concurrency
-        self.client = KubeletClient(options, kube, connections)
+        self.client = KubeletClient(options, kube, options.max_concurrency)
+        # --kubelet-via-apiserver: every node's URL goes through this API server's node proxy
+        self._apiserver = kube.host if options.kubelet_via_apiserver and kube is not None else None
         self._sem: asyncio.Semaphore | None = None
         # Caps how many requests may *start* per second; with the stagger it rarely waits.
         self._throttle = Throttler(rate_limit=max(1000, options.max_concurrency * 4), period=1.0, retry_interval=0.005)
@@ -213,8 +211,7 @@ class Collector:
         name = (node.get("metadata") or {}).get("name") or ""
         cached = self._targets.get(name)
         if cached is None or cached[0] is not node:
-            via = self.kube.host if self.options.kubelet_via_apiserver and self.kube is not None else None
-            target = node_target(node, self.options, via)  # raises TargetError
+            target = node_target(node, self.options, self._apiserver)  # raises TargetError
             cached = (node, URL(target.url, encoded=True), self._m_duration.labels(node=name),
                       self._m_last.labels(node=name))
             self._targets[name] = cached

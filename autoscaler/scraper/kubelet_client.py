@@ -41,7 +41,13 @@ class ScrapeError(Exception):
     """One node's request failed; the message is what the logs and CycleStats show."""
 
 
+#: with --kubelet-via-apiserver every request goes to kube-apiserver: at most this many connections to it
+APISERVER_CONNECTIONS = 64
+
+
 def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSLContext | bool:
+    if opts.kubelet_via_apiserver and kube is not None:
+        return kube.ssl_context()  # through the node proxy we talk TLS to kube-apiserver, as the kubeconfig says
     if opts.deprecated_kubelet_completely_insecure:
         return False
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
@@ -66,14 +72,13 @@ class KubeletClient:
         self.opts = opts
         self.kube = kube
         limit_ssl_read_buffer()
-        # through the node proxy we talk TLS to kube-apiserver, as the kubeconfig says
-        self._ssl = kube.ssl_context() if opts.kubelet_via_apiserver and kube is not None else \
-            kubelet_ssl_context(opts, kube)
+        self._ssl = kubelet_ssl_context(opts, kube)
         if opts.kubelet_insecure_tls:
             log.warning("kubelet serving certificates are NOT verified (--kubelet-insecure-tls); for testing only")
         if opts.deprecated_kubelet_completely_insecure:
             log.warning("kubelets are scraped over plain HTTP without credentials (--deprecated-kubelet-completely-insecure)")
-        self._max_connections = max_connections
+        self._max_connections = min(max_connections, APISERVER_CONNECTIONS) if opts.kubelet_via_apiserver \
+            else max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=opts.kubelet_request_timeout)
         accept = "application/json" if opts.kubelet_source == "summary" else "text/plain;version=0.0.4;q=1,*/*;q=0.1"
