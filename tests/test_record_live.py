@@ -31,21 +31,24 @@ SCENARIO = {
 }
 
 
+def record_argv(cluster, tmp: Path, trace: Path, duration: str) -> list[str]:
+    """`autoscaler record` as a user runs it against the emulated cluster (its CA written to ``tmp``)."""
+    ca = tmp / "ca.crt"
+    ca.write_bytes(cluster.cluster.pki.ca.cert_pem)
+    return [sys.executable, "-m", "autoscaler", "record", "-f", str(trace), "--duration", duration,
+            "--kubeconfig", str(cluster.metrics_kubeconfig), "--kubelet-use-node-status-port",
+            "--kubelet-certificate-authority", str(ca), "--metric-resolution", "10s",
+            "--kubelet-request-timeout", "5s", "--log-format", "json"]
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("record-live")
     cluster = run_in_thread(parse_scenario(SCENARIO), tmp / "cluster")
     try:
-        ca = tmp / "ca.crt"
-        ca.write_bytes(cluster.cluster.pki.ca.cert_pem)
         trace = tmp / "trace.json.gz"
-        proc = subprocess.run(
-            [sys.executable, "-m", "autoscaler", "record", "-f", str(trace),
-             "--kubeconfig", str(cluster.metrics_kubeconfig), "--kubelet-use-node-status-port",
-             "--kubelet-certificate-authority", str(ca), "--metric-resolution", "10s", "--kubelet-request-timeout", "5s", "--duration", "35s",
-             "--log-format", "json"],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-        )
+        proc = subprocess.run(record_argv(cluster, tmp, trace, "35s"), cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
         assert proc.returncode == 0, proc.stderr[-3000:]
         yield trace
     finally:
@@ -115,15 +118,9 @@ def test_an_interrupted_recording_still_writes_its_trace(tmp_path):
 
     cluster = run_in_thread(parse_scenario(SCENARIO), tmp_path / "cluster")
     try:
-        ca = tmp_path / "ca.crt"
-        ca.write_bytes(cluster.cluster.pki.ca.cert_pem)
         trace = tmp_path / "trace.json.gz"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler", "record", "-f", str(trace), "--duration", "1h",
-             "--kubeconfig", str(cluster.metrics_kubeconfig), "--kubelet-use-node-status-port",
-             "--kubelet-certificate-authority", str(ca), "--metric-resolution", "10s",
-             "--kubelet-request-timeout", "5s", "--log-format", "json"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(record_argv(cluster, tmp_path, trace, "1h"), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         time.sleep(20)  # two scrapes: the pods have samples
         proc.send_signal(signal.SIGINT)  # Ctrl-C, an hour early
         _, err = proc.communicate(timeout=60)
