@@ -1,10 +1,12 @@
-"""Run the real `autoscaler run` against an emulated cluster, wired in as a real cluster wires it.
+"""Run the real `autoscaler run` against a sim cluster, wired in as a real cluster wires it.
 
 `autoscaler sim up --with-autoscaler` uses this: the metrics pipeline gets a serving certificate
-from the cluster CA, is registered through a Service, its Endpoints (127.0.0.1:PORT) and the
+from the cluster CA, is registered through a Service, its endpoints (127.0.0.1:PORT) and the
 APIService v1beta1.metrics.k8s.io (caBundle = cluster CA, so the aggregator verifies it), and runs
 as a separate process with the metrics-server ServiceAccount's kubeconfig, exactly the binary
-and flags a cluster deployment would use.
+and flags a cluster deployment would use. Each cluster registers the objects its own way
+(``register_metrics_api``): the emulated one in its store, the real control plane through its API
+and etcd.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def register_metrics_apiservice(store: Any, port: int, ca_bundle_pem: bytes | No
         store.create(resource, obj)
 
 
-def start_autoscaler(cluster: Any, workdir: Path, *, controller_mode: str = "dry-run",
-                     extra_args: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+async def start_autoscaler(cluster: Any, workdir: Path, *, controller_mode: str = "dry-run",
+                           extra_args: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """Issue a serving certificate, register the APIService and start `autoscaler run`.
 
     Returns the process and its port. The caller stops the process.
@@ -85,7 +87,7 @@ def start_autoscaler(cluster: Any, workdir: Path, *, controller_mode: str = "dry
     ca_file = workdir / "cluster-ca.crt"
     ca_file.write_bytes(cluster.pki.ca.cert_pem)
     port = free_port()
-    register_metrics_apiservice(cluster.store, port, cluster.pki.ca.cert_pem)
+    await cluster.register_metrics_api(port, cluster.pki.ca.cert_pem)
     argv = [
         sys.executable, "-m", "autoscaler", "run",
         "--kubeconfig", str(cluster.metrics_kubeconfig),

@@ -71,6 +71,11 @@ class EmulatedCluster:
         self._timers: list[Any] = []
         self._tasks: set[asyncio.Task] = set()
 
+    @property
+    def url(self) -> str:
+        """The API server's URL."""
+        return self.apiserver.url
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -314,6 +319,12 @@ class EmulatedCluster:
 
         task.add_done_callback(done)
 
+    async def register_metrics_api(self, port: int, ca_bundle_pem: bytes | None = None) -> None:
+        """Route metrics.k8s.io/v1beta1 to 127.0.0.1:port (Service, Endpoints, APIService)."""
+        from sim.autoscaler_proc import register_metrics_apiservice
+
+        register_metrics_apiservice(self.store, port, ca_bundle_pem)
+
     def restart_container(self, namespace: str, pod: str, container: str, **kw: Any) -> None:
         self.lifecycle.restart_container(namespace, pod, container, **kw)
 
@@ -322,11 +333,13 @@ class EmulatedCluster:
 
 
 class ClusterThread(LoopThread):
-    """An :class:`EmulatedCluster` on its own event-loop thread (for tests and tools)."""
+    """An :class:`EmulatedCluster` (or a subclass: ``cls=RealCluster``) on its own event-loop
+    thread, for tests and tools."""
 
-    def __init__(self, scenario: Scenario, state_dir: Path, **kw: Any) -> None:
+    def __init__(self, scenario: Scenario, state_dir: Path, *, cls: type[EmulatedCluster] | None = None,
+                 **kw: Any) -> None:
         super().__init__("sim-cluster")
-        self.cluster = EmulatedCluster(scenario, state_dir, **kw)
+        self.cluster = (cls or EmulatedCluster)(scenario, state_dir, **kw)
 
     @property
     def kubeconfig(self) -> Path:

@@ -9,9 +9,12 @@ proxy) with ``apiserver-kubelet-client`` (kube-apiserver's ``--kubelet-client-ce
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from autoscaler.k8s.certs import CertPair, generate_ca, issue_cert
 
@@ -92,3 +95,24 @@ class ClusterPKI:
     def path(self, name: str) -> Path:
         """Path of a file in the PKI directory, e.g. ``path("ca.crt")``."""
         return self.directory / name
+
+
+def write_cert_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, pair: CertPair,
+                          namespace: str = "default") -> Path:
+    """A kubeconfig (mode 0600) whose user authenticates with the client certificate ``pair``."""
+    path = Path(path)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sim", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(pair.cert_pem),
+                                          "client-key-data": b64(pair.key_pem)}}],
+        "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": user, "namespace": namespace}}],
+        "current-context": "sim",
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

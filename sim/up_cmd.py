@@ -11,6 +11,14 @@ Examples:
   autoscaler sim up --nodes 50 --pods-per-node 30 --speed 10 --state-dir /tmp/sim
   autoscaler sim up --kubelet-faults worker-2=http500,worker-3=slow:3
   autoscaler sim up -f examples/scenarios/web-diurnal.yaml --with-autoscaler
+  autoscaler sim up -f examples/scenarios/web-diurnal.yaml --control-plane=real --with-autoscaler
+
+With --control-plane=real the API server is not our emulator but the upstream programs: etcd,
+kube-apiserver, kube-controller-manager (with the built-in HPA controller) and kube-scheduler on
+127.0.0.1, built by `python3 scripts/build_control_plane.py` (or the release binaries named with
+--binaries DIR). The nodes are our kubelets joined as hollow nodes: they register with their own
+certificates, run the pods the real scheduler binds to them and serve kubelet stats. Their logs go
+to STATE_DIR/logs/. --speed is for the emulated control plane only.
 
 With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA controller) starts as a
 separate process against the emulated cluster, registered as the APIService
@@ -41,9 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inject kubelet faults: slow[:SECONDS], http500, garbage, truncated, stopped, wrong_ca")
     parser.add_argument("--with-autoscaler", action="store_true",
                         help="also run `autoscaler run` against the cluster, registered as metrics.k8s.io")
-    parser.add_argument("--controller-mode", choices=["active", "dry-run", "off"], default="active",
-                        help="with --with-autoscaler: the HPA controller's mode (default active: the emulated "
-                             "cluster has no built-in HPA controller)")
+    parser.add_argument("--controller-mode", choices=["active", "dry-run", "off"], default=None,
+                        help="with --with-autoscaler: our HPA controller's mode (default: active on the emulated "
+                             "control plane, which has no built-in HPA controller; dry-run on the real one, where "
+                             "kube-controller-manager's HPA controller scales)")
+    parser.add_argument("--control-plane", choices=["emulated", "real"], default="emulated",
+                        help="emulated: our own API server (default, starts in a second); real: the upstream "
+                             "etcd, kube-apiserver, kube-controller-manager and kube-scheduler with hollow nodes")
+    parser.add_argument("--binaries", metavar="DIR",
+                        help="with --control-plane=real: take etcd, kube-apiserver, kube-controller-manager and "
+                             "kube-scheduler from DIR (default: the build cache of "
+                             "scripts/build_control_plane.py, then PATH)")
+    parser.add_argument("--hpa-sync-period", default="15s", metavar="DURATION",
+                        help="with --control-plane=real: kube-controller-manager's "
+                             "--horizontal-pod-autoscaler-sync-period (default 15s)")
 
 
 def _parse_faults(text: str) -> dict[str, str]:
@@ -96,11 +115,26 @@ def main(args: argparse.Namespace) -> int:
             return fail(f"--speed must be positive, got {args.speed}")
         if args.with_autoscaler and args.speed != 1:
             return fail("--with-autoscaler runs the autoscaler on the wall clock: use it with --speed 1")
+        real = args.control_plane == "real"
+        if real and args.speed != 1:
+            return fail("--speed applies to the emulated control plane; the real one runs on the wall clock")
+        if args.binaries and not real:
+            return fail("--binaries is for --control-plane=real")
     except (ScenarioError, ValueError) as exc:
         return fail(str(exc))
 
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="autoscaler-sim-"))
-    cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed))
+    controller_mode = args.controller_mode or ("dry-run" if real else "active")
+    if real:
+        from sim.controlplane.cluster import RealCluster
+        from sim.controlplane.controlplane import ControlPlaneOptions
+
+        cluster: EmulatedCluster = RealCluster(
+            scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
+                                                             hpa_sync_period=args.hpa_sync_period))
+    else:
+        cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed))
+    kind = "Kubernetes control plane (upstream programs, hollow nodes)" if real else "Emulated cluster"
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -111,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
             await cluster.start()
         except Exception as exc:
             await cluster.stop()
-            print(f"error: cannot start the emulated cluster: {exc}", file=sys.stderr)
+            print(f"error: cannot start the {'real control plane' if real else 'emulated cluster'}: {exc}",
+                  file=sys.stderr)
             return 1
         kubeconfig = cluster.admin_kubeconfig
         if args.kubeconfig:
@@ -119,9 +154,11 @@ def main(args: argparse.Namespace) -> int:
             shutil.copyfile(cluster.admin_kubeconfig, args.kubeconfig)
             kubeconfig = Path(args.kubeconfig)
         speed = f", virtual time x{args.speed:g}" if args.speed != 1 else ""
-        print(f'Emulated cluster "{scenario.name}" is running: {len(scenario.nodes)} nodes, '
+        print(f'{kind} "{scenario.name}" is running: {len(scenario.nodes)} nodes, '
               f"{len(scenario.workloads)} workloads, {len(scenario.hpas)} HPAs{speed}")
-        print(f"API server:  {cluster.apiserver.url}")
+        print(f"API server:  {cluster.url}")
+        if real:
+            print(f"Logs:        {state_dir / 'logs'}")
         print(f"State dir:   {state_dir}")
         print("Point kubectl at it:")
         print(f"  export KUBECONFIG={kubeconfig}")
@@ -131,18 +168,26 @@ def main(args: argparse.Namespace) -> int:
         if args.with_autoscaler:
             from sim.autoscaler_proc import start_autoscaler
 
-            proc, port = start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=args.controller_mode)
-            print(f"Autoscaler:  `autoscaler run --controller-mode={args.controller_mode}` on https://127.0.0.1:{port}"
+            proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode)
+            print(f"Autoscaler:  `autoscaler run --controller-mode={controller_mode}` on https://127.0.0.1:{port}"
                   f" (pid {proc.pid}), registered as APIService v1beta1.metrics.k8s.io")
             print(f"             log: {state_dir / 'autoscaler' / 'autoscaler.log'}")
             print("Metrics appear after two scrapes (about 30 s):")
             print("  kubectl top nodes; kubectl top pods -A --containers; kubectl get hpa -w")
             print(f"  autoscaler recommend --kubeconfig {kubeconfig}")
         print("Press Ctrl-C to stop.", flush=True)
+        rc = 0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             except TimeoutError:
+                if real:
+                    try:
+                        cluster.control_plane.check_running()  # type: ignore[attr-defined]
+                    except RuntimeError as exc:
+                        print(f"error: {exc}", file=sys.stderr)
+                        rc = 1
+                        break
                 if proc is not None and proc.poll() is not None:
                     print(f"error: the autoscaler exited with code {proc.returncode}; see its log", file=sys.stderr)
                     await cluster.stop()
@@ -153,8 +198,8 @@ def main(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(proc.wait, 15)
             except Exception:
                 proc.kill()
-        print("Stopping the emulated cluster ...", flush=True)
+        print(f"Stopping the {'control plane' if real else 'emulated cluster'} ...", flush=True)
         await cluster.stop()
-        return 0
+        return rc
 
     return asyncio.run(run())

@@ -5,7 +5,6 @@ proxy to kubelets and the aggregation layer in front of extension API servers.""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ssl
 import tempfile
@@ -15,7 +14,6 @@ from typing import Any
 
 import orjson
 import structlog
-import yaml
 from aiohttp import web
 
 from autoscaler.k8s import status as st
@@ -195,24 +193,9 @@ class APIServer:
 
     def write_kubeconfig(self, path: Path, user: str = "admin", groups: Sequence[str] = ("system:masters",)) -> Path:
         """A kubeconfig whose user authenticates with a client certificate (CN=user, O=groups)."""
-        path = Path(path)
-        pair = self.pki.issue_client(user, groups)
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-        doc = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "sim", "cluster": {"server": self.url,
-                                                     "certificate-authority-data": b64(self.pki.ca.cert_pem)}}],
-            "users": [{"name": user, "user": {"client-certificate-data": b64(pair.cert_pem),
-                                              "client-key-data": b64(pair.key_pem)}}],
-            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": user, "namespace": "default"}}],
-            "current-context": "sim",
-            "preferences": {},
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return path
+        from sim.pki import write_cert_kubeconfig
+
+        return write_cert_kubeconfig(path, self.url, self.pki.ca.cert_pem, user, self.pki.issue_client(user, groups))
 
     # -----------------------------------------------------------------------------------------
     # dispatch: authenticate, authorize, serve

@@ -18,6 +18,7 @@ cluster does not know).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import socket
 import ssl
@@ -65,11 +66,12 @@ NO_FAULT = Fault()
 
 
 class KubeletAuth:
-    """The kubelet's delegated authn/authz with its caches, on top of in-process callables:
+    """The kubelet's delegated authn/authz with its caches, on top of callables:
 
     ``authenticate_token(token) -> user | None`` (TokenReview), ``user_from_cert(cn, groups) -> user``
     and ``authorize(user, verb, subresource, node) -> (allowed, reason)`` (SubjectAccessReview).
-    Users need a ``username`` attribute.
+    The first and last may be coroutine functions (a real API server is asked over the network);
+    in-process checks answer directly. Users need a ``username`` attribute and must be hashable.
     """
 
     def __init__(
@@ -95,7 +97,7 @@ class KubeletAuth:
         self._tokens.clear()
         self._decisions.clear()
 
-    def authenticate(self, request: web.BaseRequest) -> Any:
+    async def authenticate(self, request: web.BaseRequest) -> Any:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         if peer:
             cn, orgs = "", []
@@ -118,18 +120,21 @@ class KubeletAuth:
         if hit is not None and hit[0] > now:
             return hit[1]
         user = self._authenticate_token(token)
+        if inspect.isawaitable(user):
+            user = await user
         if len(self._tokens) > 10000:
             self._tokens.clear()
         self._tokens[token] = (now + self.token_ttl, user)
         return user
 
-    def authorize(self, user: Any, verb: str, subresource: str, node: str) -> tuple[bool, str]:
+    async def authorize(self, user: Any, verb: str, subresource: str, node: str) -> tuple[bool, str]:
         key = (user, verb, subresource, node)
         now = self.clock.now()
         hit = self._decisions.get(key)
         if hit is not None and hit[0] > now:
             return hit[1], hit[2]
-        allowed, reason = self._authorize(user, verb, subresource, node)
+        answer = self._authorize(user, verb, subresource, node)
+        allowed, reason = (await answer) if inspect.isawaitable(answer) else answer
         if len(self._decisions) > 50000:
             self._decisions.clear()
         self._decisions[key] = (now + (self.allowed_ttl if allowed else self.denied_ttl), allowed, reason)
@@ -334,13 +339,13 @@ class EmulatedKubelet:
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
         auth = self.fleet.auth
-        user = auth.authenticate(request)
+        user = await auth.authenticate(request)
         if user is None:
             return web.Response(status=401, text="Unauthorized", content_type="text/plain", charset="utf-8")
         path = request.path
         sub = "metrics" if path.startswith("/metrics") else "stats" if path.startswith("/stats") else "proxy"
         verb = _METHOD_VERB.get(request.method, "get")
-        allowed, _ = auth.authorize(user, verb, sub, self.node_name)
+        allowed, _ = await auth.authorize(user, verb, sub, self.node_name)
         if not allowed:
             msg = f"Forbidden (user={user.username}, verb={verb}, resource=nodes, subresource={sub})"
             return web.Response(status=403, text=msg, content_type="text/plain", charset="utf-8")

@@ -1,0 +1,73 @@
+"""Where the upstream programs of the real control plane are found.
+
+In order: the directory a user names (``--binaries DIR``, e.g. the official release binaries), the
+directory in ``$AUTOSCALER_CONTROL_PLANE_BIN``, the build cache of this checkout's pins
+(``scripts/build_control_plane.py`` builds into ``~/.cache/autoscaler/control-plane/<hash>/bin``,
+the hash taken over ``tools/control-plane/*/go.{mod,sum}``), then ``PATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MODULES = ROOT / "tools" / "control-plane"
+#: bump when the way binaries are built changes (flags, ldflags), so cached builds are not reused
+RECIPE = 1
+ENV_DIR = "AUTOSCALER_CONTROL_PLANE_BIN"
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "autoscaler" / "control-plane"
+
+
+def pins_hash() -> str | None:
+    """Hash of the pinned tool modules (None outside a source checkout)."""
+    files = sorted(MODULES.rglob("go.*")) if MODULES.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256(f"recipe {RECIPE}".encode())
+    for path in files:
+        h.update(str(path.relative_to(MODULES)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path | None:
+    """The bin directory the build script fills for this checkout's pins."""
+    h = pins_hash()
+    return cache_root() / h / "bin" if h else None
+
+
+class BinaryNotFound(FileNotFoundError):
+    pass
+
+
+def find(name: str, directory: str | Path | None = None) -> Path:
+    """The path of program ``name``; :class:`BinaryNotFound` says where it looked and how to build it."""
+    looked: list[str] = []
+    candidates = [Path(directory)] if directory else []
+    if os.environ.get(ENV_DIR):
+        candidates.append(Path(os.environ[ENV_DIR]))
+    cached = cache_dir()
+    if cached is not None:
+        candidates.append(cached)
+    for d in candidates:
+        p = d / name
+        if p.is_file() and os.access(p, os.X_OK):
+            return p
+        looked.append(str(d))
+        if directory:  # a directory the user named is the only place to look
+            break
+    if not directory:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+        looked.append("PATH")
+    raise BinaryNotFound(
+        f"{name} not found (looked in {', '.join(looked)}); build the pinned upstream programs with "
+        f"`python3 scripts/build_control_plane.py`, or pass --binaries DIR with the release binaries")

@@ -1,0 +1,240 @@
+"""The metrics pipeline and the HPA against the real thing: upstream kube-apiserver 1.37 (its
+aggregation layer, RBAC, SubjectAccessReview), kube-controller-manager's HPA controller and
+kube-scheduler, our hollow kubelets, and the upstream metrics-server as the reference.
+
+A tier of its own: ``python3 -m pytest -m real_cluster`` (the default run deselects it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sim.controlplane import binaries
+from sim.loadmodel import Constant
+from tests.real_cluster import RESOLUTION, fetch, missing_programs, start_tier, stop_tier, wait_for
+
+pytestmark = pytest.mark.real_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = "/apis/metrics.k8s.io/v1beta1"
+
+
+@pytest.fixture(scope="module")
+def tier(tmp_path_factory):
+    missing = missing_programs()
+    if missing:
+        pytest.fail("the real-cluster tier needs the upstream programs:\n" + "\n".join(missing))
+    t = start_tier(tmp_path_factory.mktemp("real"))
+    yield t
+    stop_tier(t)
+
+
+def pinned_kubernetes() -> str:
+    text = (binaries.MODULES / "kubernetes" / "go.mod").read_text()
+    return re.search(r"^\s*k8s\.io/kubernetes (v\S+)", text, re.M).group(1)
+
+
+def cpu_milli(q: str) -> float:
+    if q.endswith("n"):
+        return int(q[:-1]) / 1e6
+    if q.endswith("u"):
+        return int(q[:-1]) / 1e3
+    if q.endswith("m"):
+        return float(q[:-1])
+    return float(q) * 1000
+
+
+def mem_bytes(q: str) -> int:
+    units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    for u, f in units.items():
+        if q.endswith(u):
+            return int(q[: -len(u)]) * f
+    return int(q)
+
+
+def kubectl_127() -> str:
+    found = shutil.which("kubectl.1.27")
+    if not found:
+        pytest.fail("kubectl.1.27 is not on PATH: run `python3 scripts/install_kubectl.py`")
+    return found
+
+
+def apiservice_available(tier) -> bool:
+    svc = tier.json("get", "apiservice", "v1beta1.metrics.k8s.io")
+    return any(c["type"] == "Available" and c["status"] == "True" for c in svc["status"].get("conditions", []))
+
+
+def steady_pod_metrics(tier, port: int | None) -> dict[tuple[str, str], tuple[float, int]]:
+    """(pod, container) → (CPU millicores, memory bytes) of the steady pods, from ours (port None:
+    through kube-apiserver's aggregator) or from the server on ``port`` directly."""
+    path = f"{METRICS}/namespaces/default/pods?labelSelector=app%3Dsteady"
+    if port is None:
+        doc = tier.raw(path)
+    else:
+        code, doc = fetch(tier, port, path)
+        assert code == 200, doc
+    out = {}
+    for item in doc["items"]:
+        for c in item["containers"]:
+            out[(item["metadata"]["name"], c["name"])] = (cpu_milli(c["usage"]["cpu"]), mem_bytes(c["usage"]["memory"]))
+    return out
+
+
+# --- the control plane and the hollow nodes ---------------------------------------------------
+
+def test_control_plane_is_the_pinned_release(tier):
+    version = tier.json("version")
+    pinned = pinned_kubernetes()
+    assert version["serverVersion"]["gitVersion"] == pinned
+    assert version["clientVersion"]["gitVersion"] == pinned
+
+
+def test_hollow_nodes_join_and_run_the_real_controllers_pods(tier):
+    nodes = tier.json("get", "nodes")["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["worker-1", "worker-2", "worker-3"]
+    for n in nodes:
+        ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        # the role label comes from the admin: NodeRestriction forbids a kubelet to set it
+        assert "node-role.kubernetes.io/worker" in n["metadata"]["labels"]
+    leases = tier.json("get", "leases", "-n", "kube-node-lease")["items"]
+    assert {le["spec"]["holderIdentity"] for le in leases} == {"worker-1", "worker-2", "worker-3"}
+
+    def steady_ready():
+        d = tier.json("get", "deploy", "steady")
+        return d["status"].get("readyReplicas") == 3
+
+    wait_for("the steady Deployment's 3 replicas to be ready", steady_ready, 90)
+    pods = tier.json("get", "pods", "-l", "app=steady")["items"]
+    assert len(pods) == 3
+    for p in pods:
+        assert p["spec"]["nodeName"] in {"worker-1", "worker-2", "worker-3"}  # bound by kube-scheduler
+        assert p["status"]["phase"] == "Running"
+        assert p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"  # made by the ReplicaSet controller
+
+
+def test_node_restriction_holds_the_hollow_kubelets(tier):
+    """A hollow node's own identity may not touch another node: NodeRestriction judges our writes."""
+    client = tier.cluster.node_clients["worker-1"]
+
+    async def patch_other():
+        from autoscaler.k8s.rest import KubeError
+
+        try:
+            await client.patch("/api/v1/nodes/worker-2", {"metadata": {"labels": {"x": "y"}}})
+        except KubeError as exc:
+            return exc.code
+        return 200
+
+    assert tier.thread.run(patch_other()) == 403
+
+
+# --- our metrics API behind the real aggregator -----------------------------------------------
+
+@pytest.mark.parametrize("which", ["1.37", "1.27"])
+def test_kubectl_top_through_the_real_aggregator(tier, which):
+    binary = tier.kubectl if which == "1.37" else kubectl_127()
+    wait_for("APIService v1beta1.metrics.k8s.io to be Available", lambda: apiservice_available(tier), 120)
+    out = wait_for("kubectl top nodes", lambda: tier.run("top", "nodes", binary=binary, check=False).stdout, 90)
+    for n in ("worker-1", "worker-2", "worker-3"):
+        assert re.search(rf"^{n}\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", out, re.M), out
+    out = wait_for("kubectl top pods -A --containers with the steady pods", lambda: (
+        o := tier.run("top", "pods", "-A", "--containers", binary=binary, check=False).stdout) and "sidecar" in o
+        and o, 90)
+    assert re.search(r"^default\s+steady-\S+\s+app\s+\d+m\s+\d+Mi", out, re.M), out
+    assert re.search(r"^default\s+steady-\S+\s+sidecar\s+\d+m\s+\d+Mi", out, re.M), out
+    out = tier.run("top", "pods", "-l", "app=steady", "--sort-by=cpu", binary=binary).stdout
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert len(rows) == 3 and all(r[0].startswith("steady-") for r in rows), out
+    cpus = [int(r[1].rstrip("m")) for r in rows]
+    assert cpus == sorted(cpus, reverse=True)
+
+
+def test_values_agree_with_upstream_metrics_server(tier):
+    """Both servers scrape the same kubelets: CPU within the rate window's error, memory equal."""
+    wait_for("APIService v1beta1.metrics.k8s.io to be Available", lambda: apiservice_available(tier), 120)
+
+    def both():
+        ours, theirs = steady_pod_metrics(tier, None), steady_pod_metrics(tier, tier.upstream_port)
+        return (ours, theirs) if len(ours) == 6 and set(ours) == set(theirs) else None
+
+    ours, theirs = wait_for("both servers to report the 6 steady containers", both, 3 * RESOLUTION + 60)
+    for key, (cpu, mem) in ours.items():
+        their_cpu, their_mem = theirs[key]
+        assert cpu == pytest.approx(their_cpu, rel=0.1, abs=3), (key, cpu, their_cpu)
+        assert mem == their_mem, (key, mem, their_mem)
+    # the load model: 900m over 3 pods, split 3:1 by the containers' CPU requests
+    app = [cpu for (_, c), (cpu, _) in ours.items() if c == "app"]
+    assert sum(app) / 3 == pytest.approx(225, rel=0.1)
+    code, node = fetch(tier, tier.upstream_port, f"{METRICS}/nodes/worker-1")
+    assert code == 200
+    mine = tier.raw(f"{METRICS}/nodes/worker-1")
+    assert cpu_milli(mine["usage"]["cpu"]) == pytest.approx(cpu_milli(node["usage"]["cpu"]), rel=0.1, abs=3)
+
+
+def test_requests_without_the_front_proxy_certificate_are_refused(tier):
+    pki = tier.cluster.pki
+    pki.issue_client("nobody").write(pki.path("nobody.crt"), pki.path("nobody.key"))
+    path = f"{METRICS}/nodes"
+    admin = {"X-Remote-User": "kubernetes-admin", "X-Remote-Group": "system:masters"}
+    # positive control: the aggregator's own certificate with an authorized user is served
+    code, _ = fetch(tier, tier.ours_port, path, cert="front-proxy-client", headers=admin)
+    assert code == 200
+    # no client certificate, forged headers: anonymous is not let in
+    code, _ = fetch(tier, tier.ours_port, path, cert="", headers=admin)
+    assert code == 401
+    # a client-CA certificate is its own user, never a proxy: the headers are ignored
+    code, body = fetch(tier, tier.ours_port, path, cert="nobody", headers=admin)
+    assert code == 403, body
+    assert "nobody" in str(body)
+    # the front proxy vouches for a user the real RBAC denies: SubjectAccessReview says no
+    code, body = fetch(tier, tier.ours_port, path, cert="front-proxy-client",
+                       headers={"X-Remote-User": "nobody", "X-Remote-Group": "system:authenticated"})
+    assert code == 403, body
+
+
+def test_our_manifests_apply_with_server_dry_run(tier):
+    proc = tier.run("apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
+    assert "(server dry run)" in proc.stdout
+    assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io" in proc.stdout
+
+
+# --- kube-controller-manager's HPA on our metrics ---------------------------------------------
+
+def replicas(tier, name: str) -> int:
+    return tier.json("get", "deploy", name)["spec"]["replicas"]
+
+
+def test_builtin_hpa_scales_on_cpu_utilization_from_our_api(tier):
+    wait_for("APIService Available", lambda: apiservice_available(tier), 120)
+    tier.thread.set_load("default", "web", Constant(cores=1.2))
+    wait_for("the built-in HPA to scale web up to 4", lambda: replicas(tier, "web") == 4, 150)
+    hpa = tier.json("get", "hpa", "web")
+    cpu = hpa["status"]["currentMetrics"][0]["resource"]
+    assert cpu["name"] == "cpu" and cpu["current"]["averageUtilization"] > 50
+    tier.thread.set_load("default", "web", Constant(cores=0.1))
+    wait_for("the built-in HPA to scale web back down to 1", lambda: replicas(tier, "web") == 1, 180)
+    out = tier.run("describe", "hpa", "web").stdout
+    assert re.search(r"AbleToScale\s+True", out), out
+    assert re.search(r"ScalingActive\s+True\s+ValidMetricFound", out), out
+    assert re.search(r"SuccessfulRescale\s+.*New size: 4; reason: cpu resource utilization", out), out
+    assert re.search(r"SuccessfulRescale\s+.*New size: 1; reason: All metrics below target", out), out
+
+
+def test_builtin_hpa_scales_on_memory_average_value_from_our_api(tier):
+    wait_for("APIService Available", lambda: apiservice_available(tier), 120)
+    tier.thread.set_load("default", "podinfo", Constant(cores=1.0, memory_base=64 * 2**20,
+                                                        memory_per_core=400 * 2**20))
+    wait_for("the built-in HPA to scale podinfo up on memory", lambda: replicas(tier, "podinfo") >= 3, 150)
+    hpa = tier.json("get", "hpa", "podinfo")
+    mem = hpa["status"]["currentMetrics"][0]["resource"]
+    assert mem["name"] == "memory" and "averageValue" in mem["current"]
+    tier.thread.set_load("default", "podinfo", Constant(cores=0.05, memory_base=64 * 2**20,
+                                                        memory_per_core=400 * 2**20))
+    wait_for("the built-in HPA to scale podinfo back down to 1", lambda: replicas(tier, "podinfo") == 1, 180)
+    out = tier.run("describe", "hpa", "podinfo").stdout
+    assert re.search(r"SuccessfulRescale\s+.*reason: memory resource above target", out), out
