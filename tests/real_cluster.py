@@ -144,11 +144,14 @@ def start_tier(tmp: Path) -> RealTier:
     try:
         thread.run(thread.cluster.start(), timeout=300)
         cluster = thread.cluster
-        res = f"{RESOLUTION:g}s"
-        ours, ours_port = thread.run(start_autoscaler(
-            cluster, tmp / "autoscaler", controller_mode="dry-run", extra_args=["--metric-resolution", res]))
+        # metrics-server wants the kubelet request timeout (default 10s) below the resolution
+        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s"]
+        ours, ours_port = thread.run(start_autoscaler(cluster, tmp / "autoscaler", controller_mode="dry-run",
+                                                      extra_args=flags))
         procs.append(ours)
-        upstream, upstream_port = thread.run(start_metrics_server(cluster, tmp / "metrics-server", resolution=res))
+        upstream, upstream_port = thread.run(start_metrics_server(cluster, tmp / "metrics-server",
+                                                                  resolution=f"{RESOLUTION:g}s",
+                                                                  extra_args=["--kubelet-request-timeout=5s"]))
         procs.append(upstream)
     except BaseException:
         for p in procs:

@@ -7,6 +7,7 @@ present the certificates a kube-apiserver aggregator or a user would.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -159,7 +160,8 @@ async def start_server(tmp: Path, store: Any, index: ObjectIndex, *, trust: Trus
 
 # -- end to end: `autoscaler run` against the emulated cluster ------------------------------------
 
-KUBECTL_DIR = Path("/usr/lib/google-cloud-sdk/bin")
+#: where scripts/install_kubectl.py puts kubectl.1.27 etc.: beside the kubectl found on PATH
+KUBECTL_DIR = Path(shutil.which("kubectl") or "kubectl").resolve().parent
 
 
 class MetricsServerThread:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,14 @@ def mem_bytes(q: str) -> int:
 
 
 def kubectl_127() -> str:
+    """kubectl.1.27 on PATH, or where scripts/install_kubectl.py puts it: beside the kubectl on PATH."""
     found = shutil.which("kubectl.1.27")
-    if not found:
-        pytest.fail("kubectl.1.27 is not on PATH: run `python3 scripts/install_kubectl.py`")
-    return found
+    beside = Path(shutil.which("kubectl") or "kubectl").resolve().parent / "kubectl.1.27"
+    if found:
+        return found
+    if beside.is_file():
+        return str(beside)
+    pytest.fail("kubectl.1.27 is not installed: run `python3 scripts/install_kubectl.py`")
 
 
 def apiservice_available(tier) -> bool:
@@ -197,10 +202,26 @@ def test_requests_without_the_front_proxy_certificate_are_refused(tier):
     assert code == 403, body
 
 
-def test_our_manifests_apply_with_server_dry_run(tier):
-    proc = tier.run("apply", "-k", str(ROOT / "manifests"), "--dry-run=server")
-    assert "(server dry run)" in proc.stdout
-    assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io" in proc.stdout
+def test_our_manifests_apply_with_server_dry_run_on_a_fresh_cluster(tier, tmp_path):
+    """What a user does first: `kubectl apply -k manifests/` on a cluster without metrics-server."""
+    from sim.controlplane.controlplane import ControlPlane
+    from sim.loopthread import LoopThread
+
+    cp = ControlPlane(tmp_path / "fresh")
+    loop = LoopThread("fresh-control-plane")
+    loop.start_loop()
+    try:
+        loop.run(cp.start(), timeout=180)
+        for binary in (tier.kubectl, kubectl_127()):
+            proc = subprocess.run([str(binary), "--kubeconfig", str(cp.admin_kubeconfig), "apply", "-k",
+                                   str(ROOT / "manifests"), "--dry-run=server"], capture_output=True, text=True,
+                                  timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io created (server dry run)" in proc.stdout
+            assert "clusterrole.rbac.authorization.k8s.io/system:metrics-server created (server dry run)" in proc.stdout
+    finally:
+        loop.run(cp.stop(), timeout=60)
+        loop.stop_loop()
 
 
 # --- kube-controller-manager's HPA on our metrics ---------------------------------------------
