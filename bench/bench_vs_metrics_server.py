@@ -63,16 +63,16 @@ def wait_pods_ready(thread: ClusterThread, total: int, timeout: float) -> float:
         time.sleep(5)
 
 
-def measure(thread: ClusterThread, workdir: Path, source: str, warmup: int, cycles: int, resolution: float) -> dict:
+def measure(thread: ClusterThread, workdir: Path, label: str, flags: list[str], warmup: int, cycles: int,
+            resolution: float) -> dict:
     from sim.autoscaler_proc import start_autoscaler
     from sim.controlplane.metrics_server import start_metrics_server
 
     cluster = thread.cluster
     res = f"{resolution:g}s"
-    ours, _ = thread.run(start_autoscaler(cluster, workdir / f"ours-{source}", controller_mode="off",
-                                          extra_args=["--metric-resolution", res, "--kubelet-source", source,
-                                                      "--log-format", "json"]))
-    theirs, _ = thread.run(start_metrics_server(cluster, workdir / f"metrics-server-{source}", resolution=res))
+    ours, _ = thread.run(start_autoscaler(cluster, workdir / f"ours-{label}", controller_mode="off",
+                                          extra_args=["--metric-resolution", res, "--log-format", "json", *flags]))
+    theirs, _ = thread.run(start_metrics_server(cluster, workdir / f"metrics-server-{label}", resolution=res))
     try:
         time.sleep(warmup * resolution)  # a benchmark's fixed measuring window, not a condition
         pids = {"ours": ours.pid, "metrics-server": theirs.proc.pid}
@@ -90,6 +90,7 @@ def measure(thread: ClusterThread, workdir: Path, source: str, warmup: int, cycl
                       "rss_mb": round(proc_status(p, "VmRSS") / 2**20, 1)}
         out["ratio_cpu"] = round(out["ours"]["cpu_seconds_per_cycle"] / out["metrics-server"]["cpu_seconds_per_cycle"], 3)
         out["ratio_peak_rss"] = round(out["ours"]["peak_rss_mb"] / out["metrics-server"]["peak_rss_mb"], 3)
+        out["ours_flags"] = flags
         out["theirs_reads"] = "/metrics/resource"
         return out
     finally:
@@ -106,6 +107,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="cycles before measuring (default 3)")
     ap.add_argument("--resolution", type=float, default=15.0, help="--metric-resolution of both, seconds")
     ap.add_argument("--sources", default="summary,resource", help="our kubelet sources to measure")
+    ap.add_argument("--like-for-like", action="store_true",
+                    help="also measure ours (resource) with --metric-history 30s: the two points per series "
+                         "metrics-server keeps, instead of our default 15 minutes")
     ap.add_argument("--binaries", help="directory of the upstream programs (default: the build cache)")
     args = ap.parse_args()
 
@@ -126,10 +130,13 @@ def main() -> int:
             result = {"nodes": args.nodes, "pods": total, "containers": 2 * total, "resolution_s": args.resolution,
                       "cycles": args.cycles, "cluster_start_s": round(started, 1),
                       "pods_ready_s": round(ready, 1), "sources": {}}
-            for source in args.sources.split(","):
-                print(f"measuring ours ({source}) beside metrics-server ...", file=sys.stderr, flush=True)
-                result["sources"][source] = measure(thread, workdir, source, args.warmup, args.cycles,
-                                                    args.resolution)
+            configs = {s: ["--kubelet-source", s] for s in args.sources.split(",")}
+            if args.like_for_like:
+                configs["resource, --metric-history 30s"] = ["--kubelet-source", "resource", "--metric-history", "30s"]
+            for label, flags in configs.items():
+                print(f"measuring ours ({label}) beside metrics-server ...", file=sys.stderr, flush=True)
+                result["sources"][label] = measure(thread, workdir, label.replace(" ", "").replace(",", "-"),
+                                                   flags, args.warmup, args.cycles, args.resolution)
             result["hollow_node_failed_writes"] = thread.cluster.mirror.failed_writes
         finally:
             thread.stop()

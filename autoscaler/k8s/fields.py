@@ -7,14 +7,14 @@ come from the ``kubernetes`` client's generated models (the same OpenAPI the ser
 so they follow the client version the project pins.
 
 Paths are written the way the API server writes them: ``spec.metrics[0].resource.target.x``.
+The models are imported on first use: every command's argument parser imports this module, and
+the ``kubernetes`` client would add tens of megabytes to ``autoscaler run``, which never needs it.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
-
-from kubernetes.client import models
 
 #: Kinds whose model name is not simply the version followed by the kind.
 _MODEL_NAMES = {("v1", "Event"): "CoreV1Event", ("events.k8s.io/v1", "Event"): "EventsV1Event"}
@@ -28,13 +28,20 @@ def model_for(api_version: str, kind: str) -> str | None:
         if not version or not kind:
             return None
         name = version[0].upper() + version[1:] + kind
-    return name if isinstance(getattr(models, name, None), type) else None
+    return name if isinstance(getattr(_models(), name, None), type) else None
+
+
+@cache
+def _models() -> Any:
+    from kubernetes.client import models
+
+    return models
 
 
 @cache
 def _fields(model: str) -> dict[str, str]:
     """JSON field name -> type string of one model."""
-    cls = getattr(models, model)
+    cls = getattr(_models(), model)
     return {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()}
 
 
@@ -61,7 +68,7 @@ def _walk(value: Any, typ: str, steps: tuple[str | int, ...], out: list[tuple[st
             for key, item in value.items():
                 _walk(item, inner, (*steps, f"[{key}]"), out)
         return
-    if not isinstance(value, dict) or not isinstance(getattr(models, typ, None), type):
+    if not isinstance(value, dict) or not isinstance(getattr(_models(), typ, None), type):
         return  # a scalar, a free-form object (IntOrString, RawExtension, fieldsV1) or a type mismatch
     fields = _fields(typ)
     for key, item in value.items():
