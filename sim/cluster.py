@@ -16,14 +16,11 @@ refuses connections, its pods' status frozen — and the node lifecycle and tain
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from autoscaler.k8s.quantity import value
 from sim.clock import Clock, ManualClock
@@ -34,6 +31,7 @@ from sim.loadmodel import Constant, LoadModel, WorkloadLoad
 from sim.loopthread import LoopThread
 from sim.nodelifecycle import NodeLifecycleController, TaintEvictionController
 from sim.nodes import NodeHeartbeats, lease_object, node_object
+from sim.pki import write_token_kubeconfig
 from sim.scenario import NodeEvent, Scenario
 from sim.scheduler import Scheduler
 from sim.workloads import EventRecorder, WorkloadControllers
@@ -185,18 +183,8 @@ class EmulatedCluster:
                                                                     "labels": {"k8s-app": "metrics-server"}}})
         self.metrics_token = self.apiserver.issuer.issue("kube-system", "metrics-server", uid=sa["metadata"]["uid"],
                                                          expiration_seconds=10 * 365 * 86400)
-        doc = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "sim", "cluster": {
-                "server": self.apiserver.url,
-                "certificate-authority-data": base64.b64encode(self.pki.ca.cert_pem).decode()}}],
-            "users": [{"name": "metrics-server", "user": {"token": self.metrics_token}}],
-            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "metrics-server",
-                                                     "namespace": "kube-system"}}],
-            "current-context": "sim", "preferences": {},
-        }
-        self.metrics_kubeconfig.touch(mode=0o600, exist_ok=True)
-        self.metrics_kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
+        write_token_kubeconfig(self.metrics_kubeconfig, self.apiserver.url, self.pki.ca.cert_pem, "metrics-server",
+                               self.metrics_token, namespace="kube-system")
 
     def _create_scenario_objects(self) -> None:
         for w in self.scenario.workloads:

@@ -100,14 +100,26 @@ class ClusterPKI:
 def write_cert_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, pair: CertPair,
                           namespace: str = "default") -> Path:
     """A kubeconfig (mode 0600) whose user authenticates with the client certificate ``pair``."""
-    path = Path(path)
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return _write_kubeconfig(path, server, ca_pem, user, {"client-certificate-data": b64(pair.cert_pem),
+                                                          "client-key-data": b64(pair.key_pem)}, namespace)
+
+
+def write_token_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, token: str,
+                           namespace: str = "default") -> Path:
+    """A kubeconfig (mode 0600) whose user authenticates with a bearer token."""
+    return _write_kubeconfig(path, server, ca_pem, user, {"token": token}, namespace)
+
+
+def _write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, credentials: dict[str, str],
+                      namespace: str) -> Path:
+    path = Path(path)
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "sim", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": {"client-certificate-data": b64(pair.cert_pem),
-                                          "client-key-data": b64(pair.key_pem)}}],
+        "clusters": [{"name": "sim", "cluster": {"server": server,
+                                                 "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": user, "namespace": namespace}}],
         "current-context": "sim",
         "preferences": {},

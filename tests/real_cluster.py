@@ -26,7 +26,7 @@ from sim.cluster import ClusterThread
 from sim.controlplane import binaries
 from sim.controlplane.cluster import RealCluster
 from sim.controlplane.controlplane import ControlPlaneOptions
-from sim.scenario import parse_scenario
+from sim.scenario import Scenario, parse_scenario
 
 T = TypeVar("T")
 
@@ -101,6 +101,8 @@ class RealTier:
     ours_port: int
     upstream_port: int
     kubectl: Path
+    #: `autoscaler run`, metrics-server and anything else a test starts, stopped with the tier
+    processes: list[Any]
 
     @property
     def cluster(self) -> RealCluster:
@@ -132,11 +134,25 @@ class RealTier:
         return ctx
 
 
-def start_tier(tmp: Path) -> RealTier:
+def _stop_process(proc: Any) -> None:
+    """Stop an `autoscaler run` (Popen) or anything with ``stop()`` (upstream programs, KWOK)."""
+    if isinstance(proc, subprocess.Popen):
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    else:
+        proc.stop()
+
+
+def start_tier(tmp: Path, scenario: Scenario | None = None, ours_args: tuple[str, ...] = ()) -> RealTier:
+    """The control plane with ``scenario`` (default: :data:`SCENARIO`), ours (with ``ours_args``
+    added to its flags) and metrics-server."""
     from sim.autoscaler_proc import start_autoscaler
     from sim.controlplane.metrics_server import start_metrics_server
 
-    scenario = parse_scenario(SCENARIO, "real-tier")
+    scenario = scenario or parse_scenario(SCENARIO, "real-tier")
     options = ControlPlaneOptions(hpa_sync_period="5s")
     thread = ClusterThread(scenario, tmp / "cluster", cls=RealCluster, options=options)
     thread.start_loop()
@@ -145,7 +161,7 @@ def start_tier(tmp: Path) -> RealTier:
         thread.run(thread.cluster.start(), timeout=300)
         cluster = thread.cluster
         # metrics-server wants the kubelet request timeout (default 10s) below the resolution
-        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s"]
+        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s", *ours_args]
         ours, ours_port = thread.run(start_autoscaler(cluster, tmp / "autoscaler", controller_mode="dry-run",
                                                       extra_args=flags))
         procs.append(ours)
@@ -155,24 +171,15 @@ def start_tier(tmp: Path) -> RealTier:
         procs.append(upstream)
     except BaseException:
         for p in procs:
-            p.terminate() if hasattr(p, "terminate") else p.stop()
+            _stop_process(p)
         thread.stop()
         raise
-    tier = RealTier(thread, tmp, ours_port, upstream_port, binaries.find("kubectl"))
-    tier._procs = procs  # type: ignore[attr-defined]
-    return tier
+    return RealTier(thread, tmp, ours_port, upstream_port, binaries.find("kubectl"), procs)
 
 
 def stop_tier(tier: RealTier) -> None:
-    for p in tier._procs:  # type: ignore[attr-defined]
-        if hasattr(p, "stop"):
-            p.stop()
-        else:
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    for p in reversed(tier.processes):
+        _stop_process(p)
     tier.thread.stop()
     if os.environ.get("CI") != "true":
         shutil.rmtree(tier.state_dir, ignore_errors=True)

@@ -18,7 +18,6 @@ as kubeadm adds the control-plane role.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 from pathlib import Path
@@ -39,6 +38,7 @@ from sim.kubelet.server import KubeletAuth, KubeletFleet, compact_tls_buffers
 from sim.kubelet.stats import NodeStats
 from sim.loadmodel import WorkloadLoad
 from sim.nodes import NodeHeartbeats, lease_object, node_object
+from sim.pki import write_token_kubeconfig
 from sim.scenario import Scenario
 from sim.workloads import EventRecorder
 
@@ -217,17 +217,8 @@ class RealCluster(EmulatedCluster):
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"expirationSeconds": 365 * 86400}})
         self.metrics_token = review["status"]["token"]
-        doc = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "sim", "cluster": {
-                "server": self.url, "certificate-authority-data": base64.b64encode(self.pki.ca.cert_pem).decode()}}],
-            "users": [{"name": "metrics-server", "user": {"token": self.metrics_token}}],
-            "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "metrics-server",
-                                                     "namespace": "kube-system"}}],
-            "current-context": "sim", "preferences": {},
-        }
-        self.metrics_kubeconfig.touch(mode=0o600, exist_ok=True)
-        self.metrics_kubeconfig.write_text(yaml.safe_dump(doc, sort_keys=False))
+        write_token_kubeconfig(self.metrics_kubeconfig, self.url, self.pki.ca.cert_pem, "metrics-server",
+                               self.metrics_token, namespace="kube-system")
 
     async def _apply_manifest_rbac(self) -> None:
         """Our manifests' ServiceAccount and RBAC (what ``kubectl apply -k manifests/`` grants)."""
