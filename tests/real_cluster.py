@@ -146,9 +146,8 @@ def _stop_process(proc: Any) -> None:
         proc.stop()
 
 
-def start_tier(tmp: Path, scenario: Scenario | None = None, ours_args: tuple[str, ...] = ()) -> RealTier:
-    """The control plane with ``scenario`` (default: :data:`SCENARIO`), ours (with ``ours_args``
-    added to its flags) and metrics-server."""
+def start_tier(tmp: Path, scenario: Scenario | None = None) -> RealTier:
+    """The control plane with ``scenario`` (default: :data:`SCENARIO`), ours and metrics-server."""
     from sim.autoscaler_proc import start_autoscaler
     from sim.controlplane.metrics_server import start_metrics_server
 
@@ -161,7 +160,7 @@ def start_tier(tmp: Path, scenario: Scenario | None = None, ours_args: tuple[str
         thread.run(thread.cluster.start(), timeout=300)
         cluster = thread.cluster
         # metrics-server wants the kubelet request timeout (default 10s) below the resolution
-        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s", *ours_args]
+        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s"]
         ours, ours_port = thread.run(start_autoscaler(cluster, tmp / "autoscaler", controller_mode="dry-run",
                                                       extra_args=flags))
         procs.append(ours)

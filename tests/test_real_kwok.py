@@ -81,9 +81,9 @@ def kwok_tier(tmp_path_factory):
     if missing:
         pytest.fail("the KWOK tests need the upstream programs:\n" + "\n".join(missing))
     tmp = tmp_path_factory.mktemp("kwok")
-    # KWOK serves no Summary API (/stats/summary is a 404): ours must read /metrics/resource, as
-    # metrics-server does, to honour the nodes' resource-metrics-path annotation
-    tier = start_tier(tmp, Scenario(name="kwok-tier", nodes=[]), ours_args=("--kubelet-source", "resource"))
+    # KWOK serves no Summary API (/stats/summary is a 404): with its default source ours reads the
+    # path the nodes' resource-metrics-path annotation names, as metrics-server does
+    tier = start_tier(tmp, Scenario(name="kwok-tier", nodes=[]))
     try:
         kwok = tier.thread.run(start_kwok(tier.cluster, tmp / "kwok", USAGES))
         tier.processes.append(kwok)

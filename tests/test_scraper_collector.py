@@ -34,6 +34,7 @@ class FakeKubelet:
         self.token = token
         self.fault = "none"
         self.paths: list[str] = []
+        self.accepts: list[str | None] = []
         self.peers: set[tuple] = set()
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -73,6 +74,7 @@ class FakeKubelet:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path_qs)
+        self.accepts.append(request.headers.get("Accept"))
         self.peers.add(request.transport.get_extra_info("peername"))
         if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=401, text="Unauthorized")
@@ -315,6 +317,22 @@ async def test_node_selection_addresses_ports_and_path_annotation(fleet, pki):
     assert (await col2.scrape_cycle()).failed == 1
 
 
+async def test_annotated_nodes_are_read_as_resource_metrics_with_the_summary_source(fleet, pki):
+    """Virtual kubelets (KWOK) serve no Summary API; metrics-server reads the annotated path."""
+    a, b = fleet[:2]
+    nodes = [a.node(), b.node(annotations={"metrics.k8s.io/resource-metrics-path": "/custom/res"})]
+    col, store = make(ScrapeOptions(kubelet_use_node_status_port=True), nodes, kube_for(pki))
+    await col.scrape_cycle()
+    stats = await col.scrape_cycle()
+    assert (stats.succeeded, stats.failed) == (2, 0)
+    assert set(a.paths) == {"/stats/summary?only_cpu_and_memory=true"} and set(b.paths) == {"/custom/res"}
+    # each asks for the format it reads (KWOK answers 406 to a JSON Accept on its metrics path)
+    assert set(a.accepts) == {"application/json"} and {x.split(";")[0] for x in b.accepts} == {"text/plain"}
+    [node] = store.node_metrics([b.name])
+    assert node.cpu_nanocores == 2_000_000_000
+    assert all(u is not None for u in store.pod_metrics(b.pods))
+
+
 async def test_deleted_nodes_are_forgotten(fleet, pki):
     nodes = [k.node() for k in fleet]
     col, store = make(ScrapeOptions(kubelet_use_node_status_port=True), nodes, kube_for(pki))
@@ -391,10 +409,14 @@ def test_kubelet_urls_through_the_api_server_node_proxy():
             "status": {"addresses": [{"type": "InternalIP", "address": "10.0.1.7"}]}}
     api = "https://ABC.gr7.eu-west-1.eks.amazonaws.com/"
     summary = node_target(node, ScrapeOptions(kubelet_via_apiserver=True), api)
-    assert summary.url == ("https://ABC.gr7.eu-west-1.eks.amazonaws.com/api/v1/nodes/ip-10-0-1-7.ec2.internal"
-                           "/proxy/stats/summary?only_cpu_and_memory=true")
     resource = node_target(node, ScrapeOptions(kubelet_source="resource", kubelet_via_apiserver=True), api)
     assert resource.url.endswith("/api/v1/nodes/ip-10-0-1-7.ec2.internal/proxy/metrics/resource/v2")
-    assert node_target(node, ScrapeOptions()).url == "https://10.0.1.7:10250/stats/summary?only_cpu_and_memory=true"
+    # the annotation names the node's resource metrics: read there even with the summary source
+    assert summary.url.endswith("/api/v1/nodes/ip-10-0-1-7.ec2.internal/proxy/metrics/resource/v2")
+    assert summary.source == resource.source == "resource"
+    del node["metadata"]["annotations"]
+    plain = node_target(node, ScrapeOptions())
+    assert plain.url == "https://10.0.1.7:10250/stats/summary?only_cpu_and_memory=true"
+    assert plain.source == "summary"
     with pytest.raises(ValueError, match="needs a client configuration"):
         Collector(ScrapeOptions(kubelet_via_apiserver=True), WindowStore(15, 900), None, nodes=list)

@@ -42,6 +42,8 @@ __all__ = ["Collector", "CycleStats", "ScrapeOptions", "add_arguments", "options
 
 log = structlog.get_logger(__name__)
 
+#: decoder per response format (a target's ``source``)
+DECODERS = {"summary": decode_summary, "resource": decode_resource}
 MAX_STAGGER = 4.0  # seconds; metrics-server's cap on the start delay
 STAGGER_PER_NODE = 0.008
 
@@ -134,11 +136,11 @@ class Collector:
         self.registry.register(_StorageCollector(storage))
         self._m_success = self._m_requests.labels(success="true")
         self._m_failure = self._m_requests.labels(success="false")
-        self._decode = decode_summary if options.kubelet_source == "summary" else decode_resource
         self._known_nodes: set[str] = set()
-        # per node: (node object it was computed from, URL, its metric children); rebuilt when the
-        # informer hands us a new object, so the hot path does no URL parsing or label lookups.
-        self._targets: dict[str, tuple[dict, URL, Any, Any]] = {}
+        # per node: (node object it was computed from, URL, response format, its metric children);
+        # rebuilt when the informer hands us a new object, so the hot path does no URL parsing or
+        # label lookups.
+        self._targets: dict[str, tuple[dict, URL, str, Any, Any]] = {}
 
     # -- node list ---------------------------------------------------------------------------------
     def _node_objects(self) -> list[dict]:
@@ -207,17 +209,17 @@ class Collector:
                   duration=round(stats.duration, 3))
         return stats
 
-    def _target(self, node: dict) -> tuple[dict, URL, Any, Any]:
+    def _target(self, node: dict) -> tuple[dict, URL, str, Any, Any]:
         name = (node.get("metadata") or {}).get("name") or ""
         cached = self._targets.get(name)
         if cached is None or cached[0] is not node:
             target = node_target(node, self.options, self._apiserver)  # raises TargetError
-            cached = (node, URL(target.url, encoded=True), self._m_duration.labels(node=name),
+            cached = (node, URL(target.url, encoded=True), target.source, self._m_duration.labels(node=name),
                       self._m_last.labels(node=name))
             self._targets[name] = cached
         return cached
 
-    async def _scrape_wave(self, delay: float, members: list[tuple[int, dict]], headers: dict[str, str],
+    async def _scrape_wave(self, delay: float, members: list[tuple[int, dict]], headers: dict[str, dict[str, str]],
                            outcomes: list[Outcome | None]) -> None:
         """Sleep ``delay``, then scrape the wave's nodes concurrently. Each outcome lands in
         ``outcomes[i]`` as soon as it is known, so a wave cut off at the deadline keeps what it finished."""
@@ -229,10 +231,10 @@ class Collector:
 
         await asyncio.gather(*(one(i, node) for i, node in members))
 
-    async def _scrape_node(self, node: dict, headers: dict[str, str]) -> Outcome:
+    async def _scrape_node(self, node: dict, headers: dict[str, dict[str, str]]) -> Outcome:
         name = (node.get("metadata") or {}).get("name") or ""
         try:
-            _, url, m_duration, m_last = self._target(node)
+            _, url, source, m_duration, m_last = self._target(node)
         except TargetError as exc:
             log.error("Failed to scrape node", node=name, err=str(exc))
             return name, None, str(exc)
@@ -242,8 +244,8 @@ class Collector:
             scrape_time = self.clock()
             t0 = time.perf_counter()
             try:
-                body = await self.client.fetch(url, headers)
-                batch = self._decode(body, name, scrape_time)
+                body = await self.client.fetch(url, headers[source])
+                batch = DECODERS[source](body, name, scrape_time)
             except (ScrapeError, DecodeError) as exc:
                 self._m_failure.inc()
                 m_last.set(scrape_time)

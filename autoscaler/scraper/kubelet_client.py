@@ -37,6 +37,10 @@ def limit_ssl_read_buffer(size: int = SSL_READ_BUFFER) -> None:
         proto.max_size = size
 
 
+#: the Accept header per response format: Summary API JSON, or the Prometheus text of /metrics/resource
+ACCEPT = {"summary": "application/json", "resource": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
+
+
 class ScrapeError(Exception):
     """One node's request failed; the message is what the logs and CycleStats show."""
 
@@ -81,8 +85,7 @@ class KubeletClient:
             else max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=opts.kubelet_request_timeout)
-        accept = "application/json" if opts.kubelet_source == "summary" else "text/plain;version=0.0.4;q=1,*/*;q=0.1"
-        self._base_headers = {"Accept": accept, "User-Agent": "autoscaler-metrics-scraper"}
+        self._base_headers = {"User-Agent": "autoscaler-metrics-scraper"}
 
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -98,12 +101,13 @@ class KubeletClient:
         return aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                      skip_auto_headers=("Accept-Encoding",), cookie_jar=aiohttp.DummyCookieJar())
 
-    def headers(self) -> dict[str, str]:
-        """Per-cycle headers: the token file is checked once per cycle, not per node."""
-        headers = dict(self._base_headers)
+    def headers(self) -> dict[str, dict[str, str]]:
+        """Per-cycle headers for each response format (``ACCEPT``'s keys): the token file is checked
+        once per cycle, not per node."""
+        common = dict(self._base_headers)
         if self.kube is not None and not self.opts.deprecated_kubelet_completely_insecure:
-            headers.update(self.kube.auth_headers())
-        return headers
+            common.update(self.kube.auth_headers())
+        return {source: {**common, "Accept": accept} for source, accept in ACCEPT.items()}
 
     async def fetch(self, url: str | URL, headers: dict[str, str]) -> bytes:
         if self._session is None or self._session.closed:

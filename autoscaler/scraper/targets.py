@@ -20,6 +20,8 @@ class TargetError(ValueError):
 class Target:
     node: str
     url: str
+    #: the format the URL serves: "summary" (Summary API JSON) or "resource" (Prometheus text)
+    source: str
 
 
 def node_address(node: dict, preferred: list[str]) -> str:
@@ -43,24 +45,29 @@ def node_port(node: dict, opts: ScrapeOptions) -> int:
 
 def node_target(node: dict, opts: ScrapeOptions, apiserver: str | None = None) -> Target:
     """The kubelet URL of ``node``; with ``apiserver`` (``--kubelet-via-apiserver``) the same path
-    through that API server's node proxy, which finds the kubelet's address and port itself."""
+    through that API server's node proxy, which finds the kubelet's address and port itself.
+
+    A node whose ``metrics.k8s.io/resource-metrics-path`` annotation names a path is read there in
+    the resource format whatever ``--kubelet-source`` says, as metrics-server reads it: the nodes
+    that carry it (KWOK's, virtual kubelets) serve no Summary API."""
     meta = node.get("metadata") or {}
     name = meta.get("name") or ""
-    if opts.kubelet_source == "summary":
-        path = SUMMARY_PATH
+    annotated = (meta.get("annotations") or {}).get(RESOURCE_PATH_ANNOTATION)
+    if opts.kubelet_source == "summary" and not annotated:
+        path, source = SUMMARY_PATH, "summary"
     else:
-        path = (meta.get("annotations") or {}).get(RESOURCE_PATH_ANNOTATION) or RESOURCE_PATH
+        path, source = annotated or RESOURCE_PATH, "resource"
         if not path.startswith("/"):
             path = "/" + path
     if apiserver is not None:
         if not name:
             raise TargetError("node has no name")
-        return Target(name, f"{apiserver.rstrip('/')}/api/v1/nodes/{quote(name, safe='')}/proxy{path}")
+        return Target(name, f"{apiserver.rstrip('/')}/api/v1/nodes/{quote(name, safe='')}/proxy{path}", source)
     host = node_address(node, opts.kubelet_preferred_address_types)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # IPv6 literal
     scheme = "http" if opts.deprecated_kubelet_completely_insecure else "https"
-    return Target(name, f"{scheme}://{host}:{node_port(node, opts)}{path}")
+    return Target(name, f"{scheme}://{host}:{node_port(node, opts)}{path}", source)
 
 
 def slim_node(node: dict) -> dict:
