@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from autoscaler.logs import configure_logging  # noqa: E402
 from sim.cluster import ClusterThread  # noqa: E402
 from sim.controlplane.cluster import RealCluster  # noqa: E402
 from sim.controlplane.controlplane import ControlPlaneOptions  # noqa: E402
@@ -112,6 +113,7 @@ def main() -> int:
                          "metrics-server keeps, instead of our default 15 minutes")
     ap.add_argument("--binaries", help="directory of the upstream programs (default: the build cache)")
     args = ap.parse_args()
+    configure_logging("auto", "warning")  # logs to stderr: stdout carries only the JSON figures
 
     scenario = Scenario.default(nodes=args.nodes, pods_per_node=args.pods_per_node)
     scenario.events = False
