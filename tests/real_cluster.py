@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 #: programs the tier runs; kubectl is the one built from the same pins (1.37)
 PROGRAMS = (*binaries.CONTROL_PLANE, "kubectl", "metrics-server")
+#: kube-controller-manager's --node-monitor-grace-period in this tier
+GRACE = 20.0
 #: scrape period of both metrics servers and the kubelets' stats housekeeping in this tier
 RESOLUTION = 10.0
 
@@ -152,7 +154,9 @@ def start_tier(tmp: Path, scenario: Scenario | None = None) -> RealTier:
     from sim.controlplane.metrics_server import start_metrics_server
 
     scenario = scenario or parse_scenario(SCENARIO, "real-tier")
-    options = ControlPlaneOptions(hpa_sync_period="5s")
+    # a failed node goes NotReady after 20 s instead of 50 s
+    options = ControlPlaneOptions(hpa_sync_period="5s",
+                                  extra_args={"kube-controller-manager": [f"--node-monitor-grace-period={GRACE:g}s"]})
     thread = ClusterThread(scenario, tmp / "cluster", cls=RealCluster, options=options)
     thread.start_loop()
     procs: list[Any] = []

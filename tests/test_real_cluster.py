@@ -16,7 +16,7 @@ import pytest
 
 from sim.controlplane import binaries
 from sim.loadmodel import Constant
-from tests.real_cluster import RESOLUTION, fetch, missing_programs, start_tier, stop_tier, wait_for
+from tests.real_cluster import GRACE, RESOLUTION, fetch, missing_programs, start_tier, stop_tier, wait_for
 
 pytestmark = pytest.mark.real_cluster
 
@@ -259,3 +259,37 @@ def test_builtin_hpa_scales_on_memory_average_value_from_our_api(tier):
     wait_for("the built-in HPA to scale podinfo back down to 1", lambda: replicas(tier, "podinfo") == 1, 180)
     out = tier.run("describe", "hpa", "podinfo").stdout
     assert re.search(r"SuccessfulRescale\s+.*reason: memory resource above target", out), out
+
+
+# --- node failure (last: it takes a node away for a while) ------------------------------------
+
+def node_ready(tier, name: str) -> dict:
+    node = tier.json("get", "node", name)
+    return next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_a_stopped_hollow_kubelet_is_seen_by_the_real_node_lifecycle_controller(tier):
+    """The hollow node stops renewing its Lease and serving: kube-controller-manager marks it
+    Unknown and unreachable, both metrics servers stop serving it; back, it is Ready again."""
+    wait_for("APIService Available", lambda: apiservice_available(tier), 120)
+    tier.thread.fail_node("worker-3")
+    try:
+        cond = wait_for("worker-3 to go Unknown", lambda: (c := node_ready(tier, "worker-3"))["status"] == "Unknown"
+                        and c, GRACE + 60)
+        assert cond["reason"] == "NodeStatusUnknown"
+        taints = {t["key"] for t in tier.json("get", "node", "worker-3")["spec"].get("taints", [])}
+        assert "node.kubernetes.io/unreachable" in taints
+        wait_for("our metrics API to stop serving worker-3",
+                 lambda: tier.run("get", "--raw", f"{METRICS}/nodes/worker-3", check=False).returncode != 0,
+                 4 * RESOLUTION + 30)
+        wait_for("metrics-server to stop serving worker-3",
+                 lambda: fetch(tier, tier.upstream_port, f"{METRICS}/nodes/worker-3")[0] == 404, 4 * RESOLUTION + 30)
+    finally:
+        tier.thread.recover_node("worker-3")
+    wait_for("worker-3 to be Ready again", lambda: node_ready(tier, "worker-3")["status"] == "True", 60)
+    wait_for("the unreachable taint to go", lambda: not any(
+        t["key"] == "node.kubernetes.io/unreachable"
+        for t in tier.json("get", "node", "worker-3")["spec"].get("taints", [])), 60)
+    wait_for("our metrics API to serve worker-3 again",
+             lambda: tier.run("get", "--raw", f"{METRICS}/nodes/worker-3", check=False).returncode == 0,
+             4 * RESOLUTION + 30)

@@ -283,9 +283,13 @@ class RealCluster(EmulatedCluster):
         client = self.node_clients[spec.name]
         created = await client.post("/api/v1/nodes", node)
         if later:
-            await self.admin.patch(f"/api/v1/nodes/{seg(spec.name)}", {"metadata": {"labels": later}},
-                                   content_type=STRATEGIC_MERGE_PATCH)
-        await client.post(object_path("leases.coordination.k8s.io", "kube-node-lease"), lease_object(created, now))
+            created = await self.admin.patch(f"/api/v1/nodes/{seg(spec.name)}", {"metadata": {"labels": later}},
+                                             content_type=STRATEGIC_MERGE_PATCH)
+        lease = await client.post(object_path("leases.coordination.k8s.io", "kube-node-lease"),
+                                  lease_object(created, now))
+        assert self.mirror is not None
+        self.mirror.remember("nodes", created)
+        self.mirror.remember("leases.coordination.k8s.io", lease)
 
     async def _create_scenario_objects_real(self) -> None:
         for w in self.scenario.workloads:

@@ -11,9 +11,10 @@ the same code drives pods on both control planes:
 - writes are queued per object and sent with the client of the node they belong to (its
   ``system:node:<name>`` certificate), so the Node authorizer and the NodeRestriction admission
   plugin judge them exactly as they judge a kubelet's;
-- a queued mutation is applied to the newest copy we know of (our own last write or the informer's)
-  and PUT with its ``resourceVersion``; on a conflict the object is read again and the mutations
-  applied again, as client-go's ``RetryOnConflict`` does. Writes of one object keep their order.
+- a queued mutation is applied to the newest copy we know of (a pod: our own last write or the
+  informer's; a Node: read afresh, as the kubelet does) and PUT with its ``resourceVersion``; on a
+  conflict the object is read again and the mutations applied again, as client-go's
+  ``RetryOnConflict`` does. Writes of one object keep their order.
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ class ApiMirror:
 
     get = try_get
 
+    def remember(self, resource: str, obj: dict) -> None:
+        """Keep an object we created (a Node, a Lease) as the newest copy known."""
+        md = obj["metadata"]
+        self._written[(resource, md.get("namespace"), md["name"])] = obj
+
     @staticmethod
     def _only_pods(resource: str) -> None:
         if resource != "pods":
@@ -217,7 +223,14 @@ class ApiMirror:
         client = self._client_of(node)
         path = object_path(resource, namespace, name)
         key = (resource, namespace, name)
-        base = self.try_get(resource, namespace, name) if resource == "pods" else self._written.get(key)
+        # Pods: the informer's copy or our last write. Nodes: read afresh, as the kubelet reads its
+        # Node before each status update (the node lifecycle controller taints and conditions it,
+        # and NodeRestriction refuses a status write that carries stale taints). Leases: our last
+        # write, re-read on a conflict, as the kubelet's lease controller does.
+        if resource == "pods":
+            base = self.try_get(resource, namespace, name)
+        else:
+            base = None if resource == "nodes" else self._written.get(key)
         for _attempt in range(_CONFLICT_RETRIES):
             try:
                 if base is None:
