@@ -152,13 +152,19 @@ class EmulatedCluster:
         self._parts = [self.heartbeats, self.node_lifecycle, self.taint_eviction, self.scheduler, self.controllers,
                        self.lifecycle]
         self._create_scenario_objects()
-        for ev in sc.node_events:
+        self._schedule_node_events()
+
+    def _schedule_node_events(self) -> None:
+        for ev in self.scenario.node_events:
             self._timers.append(self.clock.call_later(ev.at, self._node_event, ev))
 
-    async def stop(self) -> None:
+    def _cancel_timers(self) -> None:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+
+    async def stop(self) -> None:
+        self._cancel_timers()
         for task in list(self._tasks):
             task.cancel()
         for u in self._unsub:

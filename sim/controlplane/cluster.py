@@ -172,13 +172,10 @@ class RealCluster(EmulatedCluster):
         self.heartbeats.start()
         self._parts = [self.heartbeats, self.lifecycle]
         await self._create_scenario_objects_real()
-        for ev in sc.node_events:
-            self._timers.append(self.clock.call_later(ev.at, self._node_event, ev))
+        self._schedule_node_events()
 
     async def stop(self) -> None:
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
+        self._cancel_timers()
         for part in self._parts:
             part.stop()
         self._parts.clear()
