@@ -21,7 +21,7 @@ certificates, run the pods the real scheduler binds to them and serve kubelet st
 to STATE_DIR/logs/. --speed is for the emulated control plane only.
 
 With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA controller) starts as a
-separate process against the emulated cluster, registered as the APIService
+separate process against the cluster, registered as the APIService
 v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
 and `autoscaler recommend` work at once. Its log goes to STATE_DIR/autoscaler/autoscaler.log.
 """
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --control-plane=real: take etcd, kube-apiserver, kube-controller-manager and "
                              "kube-scheduler from DIR (default: the build cache of "
                              "scripts/build_control_plane.py, then PATH)")
-    parser.add_argument("--hpa-sync-period", default="15s", metavar="DURATION",
+    parser.add_argument("--hpa-sync-period", default=None, metavar="DURATION",
                         help="with --control-plane=real: kube-controller-manager's "
                              "--horizontal-pod-autoscaler-sync-period (default 15s)")
 
@@ -118,8 +118,8 @@ def main(args: argparse.Namespace) -> int:
         real = args.control_plane == "real"
         if real and args.speed != 1:
             return fail("--speed applies to the emulated control plane; the real one runs on the wall clock")
-        if args.binaries and not real:
-            return fail("--binaries is for --control-plane=real")
+        if (args.binaries or args.hpa_sync_period) and not real:
+            return fail(f"{'--binaries' if args.binaries else '--hpa-sync-period'} is for --control-plane=real")
     except (ScenarioError, ValueError) as exc:
         return fail(str(exc))
 
@@ -131,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
 
         cluster: EmulatedCluster = RealCluster(
             scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
-                                                             hpa_sync_period=args.hpa_sync_period))
+                                                             hpa_sync_period=args.hpa_sync_period or "15s"))
     else:
         cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed))
     kind = "Kubernetes control plane (upstream programs, hollow nodes)" if real else "Emulated cluster"

@@ -91,6 +91,7 @@ def test_labels_a_kubelet_may_set_on_its_own_node(label, allowed):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["sim", "up", "--binaries", "/nowhere"], "--binaries is for --control-plane=real"),
+    (["sim", "up", "--hpa-sync-period", "5s"], "--hpa-sync-period is for --control-plane=real"),
     (["sim", "up", "--control-plane=real", "--speed", "2"], "--speed applies to the emulated control plane"),
 ])
 def test_sim_up_refuses_flags_of_the_other_control_plane(argv, message, capsys):
