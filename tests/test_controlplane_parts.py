@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main as cli_main
+from autoscaler.cli import build_parser
 from sim.controlplane import binaries
 from sim.controlplane.cluster import kubelet_may_set
 
@@ -89,19 +89,25 @@ def test_labels_a_kubelet_may_set_on_its_own_node(label, allowed):
     assert kubelet_may_set(label) is allowed
 
 
+def sim_up(argv: list[str]) -> int:
+    """`autoscaler ARGV` without configuring logging (structlog would keep pytest's captured stderr)."""
+    args = build_parser().parse_args(argv)
+    return args._main(args)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["sim", "up", "--binaries", "/nowhere"], "--binaries is for --control-plane=real"),
     (["sim", "up", "--hpa-sync-period", "5s"], "--hpa-sync-period is for --control-plane=real"),
     (["sim", "up", "--control-plane=real", "--speed", "2"], "--speed applies to the emulated control plane"),
 ])
 def test_sim_up_refuses_flags_of_the_other_control_plane(argv, message, capsys):
-    assert cli_main(argv) == 1
+    assert sim_up(argv) == 1
     assert message in capsys.readouterr().err
 
 
 def test_sim_up_real_without_the_programs_says_how_to_build_them(no_cache, capsys):
     state = no_cache / "state"
-    rc = cli_main(["sim", "up", "--control-plane=real", "--nodes", "1", "--state-dir", str(state),
+    rc = sim_up(["sim", "up", "--control-plane=real", "--nodes", "1", "--state-dir", str(state),
                    "--binaries", str(no_cache / "empty")])
     assert rc == 1
     err = capsys.readouterr().err
