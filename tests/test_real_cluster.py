@@ -144,17 +144,30 @@ def test_node_restriction_holds_the_hollow_kubelets(tier):
 def test_kubectl_top_through_the_real_aggregator(tier, which):
     binary = tier.kubectl if which == "1.37" else kubectl_127()
     wait_for("APIService v1beta1.metrics.k8s.io to be Available", lambda: apiservice_available(tier), 120)
-    out = wait_for("kubectl top nodes", lambda: tier.run("top", "nodes", binary=binary, check=False).stdout, 90)
-    for n in ("worker-1", "worker-2", "worker-3"):
-        assert re.search(rf"^{n}\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", out, re.M), out
-    out = wait_for("kubectl top pods -A --containers with the steady pods", lambda: (
-        o := tier.run("top", "pods", "-A", "--containers", binary=binary, check=False).stdout) and "sidecar" in o
-        and o, 90)
+
+    def nodes():
+        out = tier.run("top", "nodes", binary=binary, check=False).stdout
+        return out if all(re.search(rf"^{n}\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", out, re.M)
+                          for n in ("worker-1", "worker-2", "worker-3")) else None
+
+    wait_for("kubectl top nodes to show the 3 workers' usage", nodes, 90)
+
+    def containers():
+        out = tier.run("top", "pods", "-A", "--containers", binary=binary, check=False).stdout
+        # every steady container: a pod's first metrics need two scrapes after it started
+        return out if len(re.findall(r"^default\s+steady-\S+\s+(app|sidecar)\s+\d+m\s+\d+Mi", out, re.M)) == 6 \
+            else None
+
+    out = wait_for("kubectl top pods -A --containers with the 6 steady containers", containers, 90)
     assert re.search(r"^default\s+steady-\S+\s+app\s+\d+m\s+\d+Mi", out, re.M), out
-    assert re.search(r"^default\s+steady-\S+\s+sidecar\s+\d+m\s+\d+Mi", out, re.M), out
-    out = tier.run("top", "pods", "-l", "app=steady", "--sort-by=cpu", binary=binary).stdout
-    rows = [line.split() for line in out.splitlines()[1:]]
-    assert len(rows) == 3 and all(r[0].startswith("steady-") for r in rows), out
+
+    def steady_rows():
+        out = tier.run("top", "pods", "-l", "app=steady", "--sort-by=cpu", binary=binary, check=False).stdout
+        rows = [line.split() for line in out.splitlines()[1:]]
+        return rows if len(rows) == 3 else None
+
+    rows = wait_for("kubectl top pods -l app=steady to list the 3 steady pods", steady_rows, 60)
+    assert all(r[0].startswith("steady-") for r in rows), rows
     cpus = [int(r[1].rstrip("m")) for r in rows]
     assert cpus == sorted(cpus, reverse=True)
 
