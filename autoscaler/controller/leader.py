@@ -150,8 +150,11 @@ class LeaderElector:
             deadline = self.monotonic() + self.renew_deadline
             while not stop.is_set():
                 ok = False
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+                # the renewal's completion, and a cancelled elector would then renew forever
                 with contextlib.suppress(Exception):
-                    ok = await asyncio.wait_for(self.try_acquire_or_renew(), max(0.01, deadline - self.monotonic()))
+                    async with asyncio.timeout(max(0.01, deadline - self.monotonic())):
+                        ok = await self.try_acquire_or_renew()
                 if ok:
                     break
                 if self.monotonic() >= deadline:
