@@ -30,7 +30,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from autoscaler.k8s.certs import CertPair, generate_ca, issue_cert
+from autoscaler.k8s.certs import generate_ca, issue_cert
 from autoscaler.k8s.kubeconfig import load_kubeconfig
 from autoscaler.k8s.rest import KubeClient, KubeError
 from sim.controlplane import binaries
@@ -52,16 +52,6 @@ class ControlPlaneOptions:
     #: thousands of pods)
     client_qps: int = 200
     start_timeout: float = 120.0
-
-
-def _ssl_to(ca_pem: bytes, pair: CertPair | None, directory: Path, stem: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cadata=ca_pem.decode())
-    if pair is not None:
-        crt, key = directory / f"{stem}.crt", directory / f"{stem}.key"
-        if not crt.exists():
-            pair.write(crt, key)
-        ctx.load_cert_chain(str(crt), str(key))
-    return ctx
 
 
 class ControlPlane:
@@ -91,8 +81,10 @@ class ControlPlane:
                    client=True).write(d / "etcd" / "server.crt", d / "etcd" / "server.key")
         issue_cert(etcd_ca, "kube-apiserver-etcd-client", client=True).write(
             d / "apiserver-etcd-client.crt", d / "apiserver-etcd-client.key")
-        self._etcd_ssl = _ssl_to(etcd_ca.cert_pem, issue_cert(etcd_ca, "autoscaler-sim", client=True), d / "etcd",
-                                 "sim-client")
+        issue_cert(etcd_ca, "autoscaler-sim", client=True).write(d / "etcd" / "sim-client.crt",
+                                                                 d / "etcd" / "sim-client.key")
+        self._etcd_ssl = ssl.create_default_context(cadata=etcd_ca.cert_pem.decode())
+        self._etcd_ssl.load_cert_chain(str(d / "etcd" / "sim-client.crt"), str(d / "etcd" / "sim-client.key"))
         sa_key = ec.generate_private_key(ec.SECP256R1())
         (d / "sa.key").write_bytes(sa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                         serialization.NoEncryption()))
@@ -120,7 +112,7 @@ class ControlPlane:
         self._make_pki()
         assert self.pki is not None
         d, timeout = self.pki_dir, self.options.start_timeout
-        ca_ssl = _ssl_to(self.pki.ca.cert_pem, None, d, "")
+        ca_ssl = ssl.create_default_context(cadata=self.pki.ca.cert_pem.decode())
 
         client_port, peer_port = free_port(), free_port()
         self.etcd_url = f"https://127.0.0.1:{client_port}"

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 Mutation = Callable[[dict], None]
 Listener = Callable[[str, dict, dict | None], None]
 
-#: emulator resource name → (API path prefix, namespaced)
+#: emulator resource name → (API path prefix, plural)
 _PATHS = {
     "pods": ("/api/v1", "pods"),
     "nodes": ("/api/v1", "nodes"),
@@ -99,14 +99,6 @@ class ApiMirror:
             t.cancel()
         if self._task is not None:
             await asyncio.gather(self._task, *pending, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait until every queued write has been sent."""
-        while True:
-            pending = self._pending()
-            if not pending:
-                return
-            await asyncio.gather(*pending, return_exceptions=True)
 
     # --- reads ---------------------------------------------------------------------------------
 
