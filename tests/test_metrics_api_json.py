@@ -190,7 +190,10 @@ async def test_errors_are_status_objects_with_kubernetes_wording(api):
 async def test_discovery_documents(api):
     code, _, body = await api(API)
     assert (code, orjson.loads(body)) == (200, REF["api_resource_list"])
-    assert orjson.loads((await api("/apis/metrics.k8s.io"))[2]) == REF["api_group"]
+    # metrics-server's group lists v1beta1 only; we also serve v1 (GA in 1.37), preferred and first.
+    v1 = {"groupVersion": "metrics.k8s.io/v1", "version": "v1"}
+    assert orjson.loads((await api("/apis/metrics.k8s.io"))[2]) == {
+        **REF["api_group"], "versions": [v1, *REF["api_group"]["versions"]], "preferredVersion": v1}
     groups = orjson.loads((await api("/apis"))[2])
     assert groups["kind"] == "APIGroupList" and [g["name"] for g in groups["groups"]] == ["metrics.k8s.io"]
     # The aggregator asks for aggregated discovery first.
@@ -198,7 +201,8 @@ async def test_discovery_documents(api):
     code, ctype, body = await api("/apis", [("Accept", accept)])
     doc = orjson.loads(body)
     assert ctype == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-    res = doc["items"][0]["versions"][0]["resources"]
+    assert [v["version"] for v in doc["items"][0]["versions"]] == ["v1", "v1beta1"]
+    res = doc["items"][0]["versions"][1]["resources"]
     assert [(r["resource"], r["scope"], r["responseKind"]["kind"]) for r in res] == [
         ("nodes", "Cluster", "NodeMetrics"), ("pods", "Namespaced", "PodMetrics")]
 

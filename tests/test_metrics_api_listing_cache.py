@@ -69,7 +69,8 @@ def expected(store: WindowStore, index: ObjectIndex, namespace: str = "", label_
     usages = store.pod_metrics([(ns, n) for ns, n, _ in listing])
     ts, created = TimeStrings(), format_time(NOW)
     return orjson.dumps(item_list("PodMetricsList", [pod_item(u, e.labels, created, ts)
-                                                     for (_, _, e), u in zip(listing, usages, strict=True) if u]))
+                                                     for (_, _, e), u in zip(listing, usages, strict=True) if u],
+                                  "v1beta1"))
 
 
 @pytest.fixture

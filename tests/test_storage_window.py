@@ -230,5 +230,5 @@ def test_store_many_equals_store_one_by_one_and_reports_memory():
     assert len(keys) == 600 and a.pod_metrics(keys) == b.pod_metrics(keys)
     st = a.stats
     assert st["container_series"] == 1200 and st["container_points"] == 1200
-    assert st["bytes_per_series"] == 3 * 8 * a.k + 16
+    assert st["bytes_per_series"] == 3 * 8 * a.k + 24
     assert st["bytes"] >= st["bytes_per_series"] * 1200

@@ -1,11 +1,14 @@
 """Discovery documents for metrics.k8s.io: legacy (APIGroupList, APIGroup, APIResourceList) and
-aggregated (apidiscovery.k8s.io APIGroupDiscoveryList), as the aggregator and kubectl read them."""
+aggregated (apidiscovery.k8s.io APIGroupDiscoveryList), as the aggregator and kubectl read them.
+
+Every served version is listed, preferred (v1) first: kube-aggregator takes each APIService's
+version from here, and kubectl 1.37 picks the first version it supports in this order."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from autoscaler.api.render import GROUP, GROUP_VERSION, VERSION
+from autoscaler.api.render import GROUP, PREFERRED_VERSION, VERSIONS, group_version
 
 RESOURCES = (
     # (resource, kind, namespaced)
@@ -15,12 +18,13 @@ RESOURCES = (
 VERBS = ["get", "list"]
 
 
-def _gv() -> dict[str, str]:
-    return {"groupVersion": GROUP_VERSION, "version": VERSION}
+def _gv(version: str) -> dict[str, str]:
+    return {"groupVersion": group_version(version), "version": version}
 
 
 def api_group() -> dict[str, Any]:
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": [_gv()], "preferredVersion": _gv()}
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": [_gv(v) for v in VERSIONS],
+            "preferredVersion": _gv(PREFERRED_VERSION)}
 
 
 def api_group_list() -> dict[str, Any]:
@@ -29,11 +33,11 @@ def api_group_list() -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
 
 
-def api_resource_list() -> dict[str, Any]:
+def api_resource_list(version: str) -> dict[str, Any]:
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": GROUP_VERSION,
+        "groupVersion": group_version(version),
         "resources": [
             {"name": r, "singularName": "", "namespaced": ns, "kind": kind, "verbs": list(VERBS)}
             for r, kind, ns in RESOURCES
@@ -42,7 +46,8 @@ def api_resource_list() -> dict[str, Any]:
 
 
 def aggregated_discovery(version: str = "v2") -> dict[str, Any]:
-    """``APIGroupDiscoveryList`` (apidiscovery.k8s.io/v2 or v2beta1) describing the one group."""
+    """``APIGroupDiscoveryList`` (apidiscovery.k8s.io/v2 or v2beta1) describing the one group,
+    its versions in preference order."""
     return {
         "kind": "APIGroupDiscoveryList",
         "apiVersion": f"apidiscovery.k8s.io/{version}",
@@ -52,7 +57,7 @@ def aggregated_discovery(version: str = "v2") -> dict[str, Any]:
                 "metadata": {"name": GROUP, "creationTimestamp": None},
                 "versions": [
                     {
-                        "version": VERSION,
+                        "version": v,
                         "resources": [
                             {
                                 "resource": r,
@@ -65,6 +70,7 @@ def aggregated_discovery(version: str = "v2") -> dict[str, Any]:
                         ],
                         "freshness": "Current",
                     }
+                    for v in VERSIONS
                 ],
             }
         ],

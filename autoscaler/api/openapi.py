@@ -1,9 +1,10 @@
-"""OpenAPI v2 and v3 documents for metrics.k8s.io/v1beta1.
+"""OpenAPI v2 and v3 documents for metrics.k8s.io/v1 and v1beta1.
 
-The aggregator downloads ``/openapi/v2`` and ``/openapi/v3`` to merge into the cluster's spec
-(what ``kubectl explain podmetrics`` reads). Model names follow the Go packages
-(``io.k8s.metrics.pkg.apis.metrics.v1beta1.*``). Documents are built once and served as bytes
-with an ETag.
+The aggregator downloads ``/openapi/v2`` (one document, both versions) and ``/openapi/v3`` (an
+index, then one document per group version) to merge into the cluster's spec (what ``kubectl
+explain podmetrics`` reads). Model names follow the Go packages
+(``io.k8s.metrics.pkg.apis.metrics.v1.*``, ``...v1beta1.*``). Documents are built once and served
+as bytes with an ETag.
 """
 
 from __future__ import annotations
@@ -15,21 +16,28 @@ from typing import Any
 import orjson
 
 from autoscaler import __version__
-from autoscaler.api.render import GROUP, VERSION
+from autoscaler.api.render import GROUP, VERSIONS
 
-M = "io.k8s.metrics.pkg.apis.metrics.v1beta1"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 QTY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
-PREFIX = f"/apis/{GROUP}/{VERSION}"
 
 
-def _schemas(ref: str) -> dict[str, Any]:
+def model_prefix(version: str) -> str:
+    return f"io.k8s.metrics.pkg.apis.metrics.{version}"
+
+
+def _tag(version: str) -> str:
+    return "metrics" + version[0].upper() + version[1:]  # metricsV1, metricsV1beta1
+
+
+def _schemas(ref: str, version: str) -> dict[str, Any]:
     def r(name: str) -> dict[str, Any]:
         return {"$ref": f"{ref}{name}"}
 
+    M = model_prefix(version)
     usage = {"type": "object", "additionalProperties": r(QTY),
-             "description": "The memory and CPU usage, as resource quantities."}
-    gvk = [{"group": GROUP, "version": VERSION}]
+             "description": "The resource usage (cpu, memory working set and, where reported, swap), as quantities."}
+    gvk = [{"group": GROUP, "version": version}]
     return {
         f"{M}.NodeMetrics": {
             "description": "NodeMetrics sets resource usage metrics of a node.",
@@ -113,22 +121,26 @@ def _schemas(ref: str) -> dict[str, Any]:
     }
 
 
-_PATHS = (
-    # (path, resource, kind, action, namespaced)
-    (f"{PREFIX}/nodes", "nodes", "NodeMetricsList", "list", False),
-    (f"{PREFIX}/nodes/{{name}}", "nodes", "NodeMetrics", "get", False),
-    (f"{PREFIX}/pods", "pods", "PodMetricsList", "list", False),
-    (f"{PREFIX}/namespaces/{{namespace}}/pods", "pods", "PodMetricsList", "list", True),
-    (f"{PREFIX}/namespaces/{{namespace}}/pods/{{name}}", "pods", "PodMetrics", "get", True),
-)
+def _paths(version: str) -> tuple[tuple[str, str, str, bool], ...]:
+    """(path, kind, action, namespaced) of every operation of one version."""
+    prefix = f"/apis/{GROUP}/{version}"
+    return (
+        (f"{prefix}/nodes", "NodeMetricsList", "list", False),
+        (f"{prefix}/nodes/{{name}}", "NodeMetrics", "get", False),
+        (f"{prefix}/pods", "PodMetricsList", "list", False),
+        (f"{prefix}/namespaces/{{namespace}}/pods", "PodMetricsList", "list", True),
+        (f"{prefix}/namespaces/{{namespace}}/pods/{{name}}", "PodMetrics", "get", True),
+    )
 
 
-def _op_id(action: str, kind: str, namespaced: bool, all_ns: bool) -> str:
+def _op_id(version: str, action: str, kind: str, namespaced: bool, all_ns: bool) -> str:
     base = kind.removesuffix("List")
+    tag = _tag(version)
+    tag = tag[0].upper() + tag[1:]
     if action == "list" and all_ns and base == "PodMetrics":
-        return "listMetricsV1beta1PodMetricsForAllNamespaces"
+        return f"list{tag}PodMetricsForAllNamespaces"
     scope = "Namespaced" if namespaced else ""
-    return f"{'read' if action == 'get' else 'list'}MetricsV1beta1{scope}{base}"
+    return f"{'read' if action == 'get' else 'list'}{tag}{scope}{base}"
 
 
 def _params(path: str, action: str, v3: bool) -> list[dict[str, Any]]:
@@ -145,60 +157,52 @@ def _params(path: str, action: str, v3: bool) -> list[dict[str, Any]]:
     return out
 
 
+def _operation(version: str, path: str, kind: str, action: str, namespaced: bool, v3: bool) -> dict[str, Any]:
+    M = model_prefix(version)
+    op: dict[str, Any] = {"description": f"{action} {kind}"}
+    if not v3:
+        op.update(consumes=["*/*"], produces=["application/json"], schemes=["https"])
+    op["tags"] = [_tag(version)]
+    op["operationId"] = _op_id(version, action, kind, namespaced, path.endswith("/pods") and not namespaced)
+    op["parameters"] = _params(path, action, v3=v3)
+    if v3:
+        ok = {"description": "OK",
+              "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{M}.{kind}"}}}}
+    else:
+        ok = {"description": "OK", "schema": {"$ref": f"#/definitions/{M}.{kind}"}}
+    op["responses"] = {"200": ok, "401": {"description": "Unauthorized"}}
+    op["x-kubernetes-action"] = action
+    op["x-kubernetes-group-version-kind"] = {"group": GROUP, "version": version, "kind": kind.removesuffix("List")}
+    return op
+
+
 @lru_cache(maxsize=1)
 def openapi_v2() -> bytes:
     paths: dict[str, Any] = {}
-    for path, _resource, kind, action, namespaced in _PATHS:
-        paths[path] = {
-            "get": {
-                "description": f"{action} {kind}",
-                "consumes": ["*/*"],
-                "produces": ["application/json"],
-                "schemes": ["https"],
-                "tags": ["metricsV1beta1"],
-                "operationId": _op_id(action, kind, namespaced, path.endswith("/pods") and not namespaced),
-                "parameters": _params(path, action, v3=False),
-                "responses": {"200": {"description": "OK", "schema": {"$ref": f"#/definitions/{M}.{kind}"}},
-                              "401": {"description": "Unauthorized"}},
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION,
-                                                    "kind": kind.removesuffix("List")},
-            }
-        }
+    definitions: dict[str, Any] = {}
+    for version in VERSIONS:
+        for path, kind, action, namespaced in _paths(version):
+            paths[path] = {"get": _operation(version, path, kind, action, namespaced, v3=False)}
+        definitions.update(_schemas("#/definitions/", version))
     doc = {
         "swagger": "2.0",
         "info": {"title": "Kubernetes metrics-server", "version": __version__},
         "paths": paths,
-        "definitions": _schemas("#/definitions/"),
+        "definitions": definitions,
     }
     return orjson.dumps(doc)
 
 
-@lru_cache(maxsize=1)
-def openapi_v3_group() -> bytes:
-    paths: dict[str, Any] = {}
-    for path, _resource, kind, action, namespaced in _PATHS:
-        paths[path] = {
-            "get": {
-                "tags": ["metricsV1beta1"],
-                "description": f"{action} {kind}",
-                "operationId": _op_id(action, kind, namespaced, path.endswith("/pods") and not namespaced),
-                "parameters": _params(path, action, v3=True),
-                "responses": {
-                    "200": {"description": "OK",
-                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{M}.{kind}"}}}},
-                    "401": {"description": "Unauthorized"},
-                },
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION,
-                                                    "kind": kind.removesuffix("List")},
-            }
-        }
+@lru_cache(maxsize=len(VERSIONS))
+def openapi_v3_group(version: str) -> bytes:
+    """The ``/openapi/v3/apis/metrics.k8s.io/<version>`` document."""
+    paths = {path: {"get": _operation(version, path, kind, action, namespaced, v3=True)}
+             for path, kind, action, namespaced in _paths(version)}
     doc = {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes metrics-server", "version": __version__},
         "paths": paths,
-        "components": {"schemas": _schemas("#/components/schemas/")},
+        "components": {"schemas": _schemas("#/components/schemas/", version)},
     }
     return orjson.dumps(doc)
 
@@ -209,5 +213,8 @@ def etag(data: bytes) -> str:
 
 @lru_cache(maxsize=1)
 def openapi_v3_index() -> bytes:
-    h = hashlib.sha512(openapi_v3_group()).hexdigest()[:32].upper()
-    return orjson.dumps({"paths": {f"apis/{GROUP}/{VERSION}": {"serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{VERSION}?hash={h}"}}})
+    paths = {}
+    for version in VERSIONS:
+        h = hashlib.sha512(openapi_v3_group(version)).hexdigest()[:32].upper()
+        paths[f"apis/{GROUP}/{version}"] = {"serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{version}?hash={h}"}
+    return orjson.dumps({"paths": paths})

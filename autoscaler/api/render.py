@@ -5,6 +5,11 @@ of :mod:`autoscaler.k8s.quantity`'s (same output, a fraction of the cost), and t
 window strings are memoised: every pod scraped from one kubelet shares them. For whole listings
 :func:`pod_rests` renders straight from the store's columns (:class:`PodUsageColumns`) with the
 quantity arithmetic vectorised.
+
+Both served versions (``v1``, GA in Kubernetes 1.37, and ``v1beta1``) have the same schema, so an
+object differs between them only in ``apiVersion``: everything after it is rendered (and cached)
+once. ``usage`` carries ``swap`` beside ``cpu`` and ``memory`` where the kubelet reported swap
+(keys in Go's map order: cpu, memory, swap).
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ from autoscaler.k8s.timefmt import format_duration, format_time
 from autoscaler.storage.types import NodeUsage, PodUsage, PodUsageColumns
 
 GROUP = "metrics.k8s.io"
-VERSION = "v1beta1"
-GROUP_VERSION = f"{GROUP}/{VERSION}"
+#: served versions, preferred first (k8s.io/metrics install.go: v1 before v1beta1)
+VERSIONS = ("v1", "v1beta1")
+PREFERRED_VERSION = VERSIONS[0]
+
+
+def group_version(version: str) -> str:
+    return f"{GROUP}/{version}"
 
 _DEC_SUFFIX = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
 _BIN_SUFFIX = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
@@ -87,6 +97,14 @@ class TimeStrings:
         return s
 
 
+def usage_dict(cpu_nanocores: int, memory_bytes: int, swap_bytes: int | None) -> dict[str, str]:
+    """A ``usage`` ResourceList: cpu and memory, and swap when reported."""
+    out = {"cpu": cpu_string(cpu_nanocores), "memory": memory_string(memory_bytes)}
+    if swap_bytes is not None:
+        out["swap"] = memory_string(swap_bytes)
+    return out
+
+
 def node_item(usage: NodeUsage, labels: Mapping[str, str] | None, created: str, ts: TimeStrings) -> dict[str, Any]:
     """One NodeMetrics as a list item (no kind/apiVersion)."""
     meta: dict[str, Any] = {"name": usage.name, "creationTimestamp": created}
@@ -96,7 +114,7 @@ def node_item(usage: NodeUsage, labels: Mapping[str, str] | None, created: str, 
         "metadata": meta,
         "timestamp": ts.time(usage.timestamp),
         "window": ts.duration(usage.window),
-        "usage": {"cpu": cpu_string(usage.cpu_nanocores), "memory": memory_string(usage.memory_bytes)},
+        "usage": usage_dict(usage.cpu_nanocores, usage.memory_bytes, usage.swap_bytes),
     }
 
 
@@ -105,10 +123,8 @@ def pod_item(usage: PodUsage, labels: Mapping[str, str] | None, created: str, ts
     meta: dict[str, Any] = {"name": usage.name, "namespace": usage.namespace, "creationTimestamp": created}
     if labels:
         meta["labels"] = labels
-    containers = [
-        {"name": c.name, "usage": {"cpu": cpu_string(c.cpu_nanocores), "memory": memory_string(c.memory_bytes)}}
-        for c in usage.containers
-    ]
+    containers = [{"name": c.name, "usage": usage_dict(c.cpu_nanocores, c.memory_bytes, c.swap_bytes)}
+                  for c in usage.containers]
     return {
         "metadata": meta,
         "timestamp": ts.time(usage.timestamp),
@@ -117,16 +133,16 @@ def pod_item(usage: PodUsage, labels: Mapping[str, str] | None, created: str, ts
     }
 
 
-def single(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+def single(kind: str, item: dict[str, Any], version: str = PREFERRED_VERSION) -> dict[str, Any]:
     """A top-level object: kind and apiVersion first, as the Go encoder orders them."""
-    out: dict[str, Any] = {"kind": kind, "apiVersion": GROUP_VERSION}
+    out: dict[str, Any] = {"kind": kind, "apiVersion": group_version(version)}
     out.update(item)
     return out
 
 
-def item_list(kind: str, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def item_list(kind: str, items: Iterable[dict[str, Any]], version: str = PREFERRED_VERSION) -> dict[str, Any]:
     """``NodeMetricsList`` / ``PodMetricsList`` with empty list metadata."""
-    return {"kind": kind, "apiVersion": GROUP_VERSION, "metadata": {}, "items": list(items)}
+    return {"kind": kind, "apiVersion": group_version(version), "metadata": {}, "items": list(items)}
 
 
 # -- fast path: a whole list encoded straight to JSON text -------------------------------------
@@ -150,8 +166,8 @@ class _JSONNames(dict):
 _NAMES = _JSONNames()
 
 
-def list_json(kind: str, pieces: list[str]) -> bytes:
-    head = f'{{"kind":"{kind}","apiVersion":"{GROUP_VERSION}","metadata":{{}},"items":['
+def list_json(kind: str, pieces: list[str], version: str = PREFERRED_VERSION) -> bytes:
+    head = f'{{"kind":"{kind}","apiVersion":"{group_version(version)}","metadata":{{}},"items":['
     if not pieces:
         return (head + "]}").encode()
     # the envelope goes onto the first and last pieces, so the (megabytes of) text is copied
@@ -170,8 +186,15 @@ def node_pieces(entries: Sequence[Any], usages: Sequence[NodeUsage | None], crea
         if u is None:
             continue
         out.append(f'{e.head}{created}{e.tail}{time_s(u.timestamp)}","window":"{dur_s(u.window)}",'
-                   f'"usage":{{"cpu":"{cpu_string(u.cpu_nanocores)}","memory":"{memory_string(u.memory_bytes)}"}}}}')
+                   f'"usage":{_usage_json(u.cpu_nanocores, u.memory_bytes, u.swap_bytes)}}}')
     return out
+
+
+def _usage_json(cpu: int, mem: int, swap: int | None) -> str:
+    if swap is None:
+        return f'{{"cpu":"{cpu_string(cpu)}","memory":"{memory_string(mem)}"}}'
+    return f'{{"cpu":"{cpu_string(cpu)}","memory":"{memory_string(mem)}","swap":"{memory_string(swap)}"}}'
+
 
 
 def pod_pieces(entries: Sequence[Any], usages: Sequence[PodUsage | None], created: str, ts: TimeStrings) -> list[str]:
@@ -184,13 +207,13 @@ def pod_pieces(entries: Sequence[Any], usages: Sequence[PodUsage | None], create
         if u is None:
             continue
         cs = u.containers
-        if len(cs) == 1:  # the common case, without a generator and a join
+        if len(cs) == 1 and cs[0].swap_bytes is None:  # the common case, without a generator and a join
             c = cs[0]
             containers = (f'{{"name":{names[c.name]},"usage":{{"cpu":"{cpu_s(c.cpu_nanocores)}",'
                           f'"memory":"{mem_s(c.memory_bytes)}"}}}}')
         else:
             containers = ",".join([
-                f'{{"name":{names[c.name]},"usage":{{"cpu":"{cpu_s(c.cpu_nanocores)}","memory":"{mem_s(c.memory_bytes)}"}}}}'
+                f'{{"name":{names[c.name]},"usage":{_usage_json(c.cpu_nanocores, c.memory_bytes, c.swap_bytes)}}}'
                 for c in cs
             ])
         append(f'{e.head}{created}{e.tail}{time_s(u.timestamp)}","window":"{dur_s(u.window)}",'
@@ -278,8 +301,14 @@ def pod_rests(cols: PodUsageColumns, ts: TimeStrings) -> list[str]:
     times = _strings_of(cols.timestamp_us, lambda us: ts.time(us / 1_000_000))
     windows = _strings_of(cols.window_us, lambda us: ts.duration(us / 1_000_000))
     names = _NAMES
-    conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"}}}}' for n, c, m in
+    conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"' for n, c, m in
              zip(cols.names, cpu_strings(cols.cpu_nanocores), memory_strings(cols.memory_bytes), strict=True)]
+    if cols.swap_bytes is None:
+        conts = [c + "}}" for c in conts]
+    else:  # only containers with swap get the key: their strings, formatted together, are spliced in
+        has = cols.swap_bytes >= 0
+        swap_s = iter(memory_strings(cols.swap_bytes[has]))
+        conts = [f'{c},"swap":"{next(swap_s)}"}}}}' if h else c + "}}" for c, h in zip(conts, has.tolist(), strict=True)]
     if len(conts) != len(cols):  # some pods have several containers: join each pod's
         off = cols.offsets.tolist()
         conts = [",".join(conts[a:b]) for a, b in pairwise(off)]

@@ -25,6 +25,7 @@ import numpy as np
 from autoscaler.api.objects import ObjectIndex
 from autoscaler.api.render import (
     GROUP,
+    PREFERRED_VERSION,
     TimeStrings,
     list_json,
     node_item,
@@ -127,16 +128,16 @@ class Listing:
         return [build(u, e.labels, self.created, self.ts) for e, u in zip(self.entries, self.usages, strict=True)
                 if u is not None]
 
-    def json(self) -> bytes:
-        """The ``*MetricsList`` document, encoded on the fast path."""
+    def json(self, version: str = PREFERRED_VERSION) -> bytes:
+        """The ``*MetricsList`` document of metrics.k8s.io/``version``, encoded on the fast path."""
         with _gc_paused():
             if self.rests is not None:
                 c = self.created
                 return list_json(self.list_kind, [f"{e.head}{c}{e.tail}{r}"
-                                                  for e, r in zip(self.entries, self.rests, strict=True)])
+                                                  for e, r in zip(self.entries, self.rests, strict=True)], version)
             assert self.usages is not None
             pieces = pod_pieces if self.kind == "PodMetrics" else node_pieces
-            return list_json(self.list_kind, pieces(self.entries, self.usages, self.created, self.ts))
+            return list_json(self.list_kind, pieces(self.entries, self.usages, self.created, self.ts), version)
 
 
 _MISSING = object()
@@ -158,7 +159,7 @@ class _PodCache:
 
 
 class MetricsResources:
-    """get/list for ``nodes`` and ``pods`` in metrics.k8s.io/v1beta1."""
+    """get/list for ``nodes`` and ``pods`` in metrics.k8s.io (one storage behind every served version)."""
 
     def __init__(self, objects: ObjectIndex, storage: MetricsStorage, *, node_selector: LabelSelector | None = None,
                  clock: Callable[[], float] = time.time,

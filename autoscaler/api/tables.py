@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from autoscaler.api.render import GROUP_VERSION
+from autoscaler.api.render import PREFERRED_VERSION, group_version
 from autoscaler.k8s.quantity import format_binary_si, format_decimal_si, parse_quantity
 from autoscaler.k8s.status import bad_request
 
@@ -27,8 +27,10 @@ def _usage_of(item: dict[str, Any]) -> dict[str, str]:
     return {k: (format_binary_si(v) if k == "memory" else format_decimal_si(v)) for k, v in total.items()}
 
 
-def to_table(items: list[dict[str, Any]], kind: str, version: str = "v1", include_object: str = "Metadata") -> dict[str, Any]:
-    """A ``meta.k8s.io/<version>`` Table of NodeMetrics or PodMetrics list items."""
+def to_table(items: list[dict[str, Any]], kind: str, version: str = "v1", include_object: str = "Metadata",
+             api_version: str = PREFERRED_VERSION) -> dict[str, Any]:
+    """A ``meta.k8s.io/<version>`` Table of NodeMetrics or PodMetrics list items (served at
+    metrics.k8s.io/``api_version``, which full row objects carry)."""
     if include_object not in INCLUDE_OBJECT:
         raise bad_request(f'includeObject: Unsupported value: "{include_object}": supported values: '
                           '"None", "Metadata", "Object"')
@@ -50,7 +52,7 @@ def to_table(items: list[dict[str, Any]], kind: str, version: str = "v1", includ
             row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}",
                              "metadata": item["metadata"]}
         elif include_object == "Object":
-            row["object"] = {"kind": kind, "apiVersion": GROUP_VERSION, **item}
+            row["object"] = {"kind": kind, "apiVersion": group_version(api_version), **item}
         rows.append(row)
     return {"kind": "Table", "apiVersion": f"meta.k8s.io/{version}", "metadata": {}, "columnDefinitions": columns,
             "rows": rows}

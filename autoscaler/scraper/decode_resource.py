@@ -1,6 +1,8 @@
 """Decode the kubelet's ``/metrics/resource`` (Prometheus text 0.0.4) into a :class:`NodeBatch`.
 
-Rules (metrics-pipeline.md §1.6.1): the five series metrics-server reads; timestamps in ms or,
+Rules (metrics-pipeline.md §1.6.1): the five series metrics-server reads, plus the swap gauges of
+1.37 kubelets (``container_swap_usage_bytes``, ``node_swap_usage_bytes``: a series that is absent
+means no swap, never zero); timestamps in ms or,
 when absent, the request time; CPU seconds truncated to integer nanoseconds; a malformed line in
 a family we read (or a negative timestamp) rejects the whole response.
 
@@ -26,7 +28,10 @@ MEMORY = "container_memory_working_set_bytes"
 START = "container_start_time_seconds"
 NODE_CPU = "node_cpu_usage_seconds_total"
 NODE_MEMORY = "node_memory_working_set_bytes"
-_CONTAINER_FAMILIES = (CPU, MEMORY, START)
+SWAP = "container_swap_usage_bytes"
+NODE_SWAP = "node_swap_usage_bytes"
+_CONTAINER_FAMILIES = (CPU, MEMORY, START, SWAP)  # in the kubelet's (alphabetical) order
+_NODE_FAMILIES = (NODE_CPU, NODE_MEMORY, NODE_SWAP)
 _LABELS = ("container", "namespace", "pod")
 
 
@@ -116,7 +121,7 @@ def _fast_family(text: str, name: str, hint: int = 0) -> tuple[_Family | None, i
 
 _NODE_LINE = {
     name: re.compile(r"\n" + name + r"(?:\{\})?[ \t]+([^ \t\n]+)(?:[ \t]+([^ \t\n]+))?[ \t]*(?=\n|$)")
-    for name in (NODE_CPU, NODE_MEMORY)
+    for name in _NODE_FAMILIES
 }
 
 
@@ -198,7 +203,7 @@ def _slow_parse(text: str) -> tuple[dict[str, _Family], dict[str, tuple[float, i
             conts.append(labels["container"])
             values.append(value)
             tss.append(ts if ts is not None else "-1")
-        elif name in (NODE_CPU, NODE_MEMORY) and name not in nodes:
+        elif name in _NODE_FAMILIES and name not in nodes:
             nodes[name] = (float(vals[0]), int(ts) if ts is not None else -1)
     fams = {}
     for name, (ns, pods, conts, values, tss) in rows.items():
@@ -215,11 +220,11 @@ def _seconds(ts_ms: np.ndarray | None, n: int, default: float) -> np.ndarray:
 
 
 def _join(fams: dict[str, _Family], scrape_time: float) -> tuple:
-    cpu, mem, start = fams.get(CPU), fams.get(MEMORY), fams.get(START)
-    present = [f for f in (cpu, mem, start) if f is not None]
+    cpu, mem, start, swap = fams.get(CPU), fams.get(MEMORY), fams.get(START), fams.get(SWAP)
+    present = [f for f in (cpu, mem, start, swap) if f is not None]
     if not present:
         e = np.empty(0)
-        return [], [], [], e, e, e, e
+        return [], [], [], e, e, e, e, None
     base = present[0]
     aligned = all(f is base or (f.containers == base.containers and f.pods == base.pods
                                 and f.namespaces == base.namespaces) for f in present)
@@ -234,6 +239,7 @@ def _join(fams: dict[str, _Family], scrape_time: float) -> tuple:
             return None if f is None or f.ts_ms is None else f.ts_ms
 
         cpu_v, mem_v, start_v = column(cpu), column(mem), column(start)
+        swap_v = swap.values if swap is not None else None
         cpu_t, mem_t = times(cpu), times(mem)
     else:
         index: dict[tuple[str, str, str], int] = {}
@@ -256,6 +262,7 @@ def _join(fams: dict[str, _Family], scrape_time: float) -> tuple:
         cpu_v = scatter(cpu, cpu and cpu.values, np.nan)
         mem_v = scatter(mem, mem and mem.values, np.nan)
         start_v = scatter(start, start and start.values, np.nan)
+        swap_v = scatter(swap, swap and swap.values, np.nan)
         cpu_v, mem_v, start_v = (nan if v is None else v for v in (cpu_v, mem_v, start_v))
         cpu_t = scatter(cpu, cpu and cpu.ts_ms, -1)
         mem_t = scatter(mem, mem and mem.ts_ms, -1)
@@ -264,7 +271,7 @@ def _join(fams: dict[str, _Family], scrape_time: float) -> tuple:
     ts = _seconds(mem_t, n, scrape_time)
     if cpu_t is not None:
         ts = np.where(cpu_t >= 0, cpu_t / 1000.0, ts)
-    return ns, pods, conts, ts, cpu_v, mem_v, start_v
+    return ns, pods, conts, ts, cpu_v, mem_v, start_v, swap_v
 
 
 def decode_resource(body: bytes | str, node: str, scrape_time: float) -> NodeBatch:
@@ -276,12 +283,17 @@ def decode_resource(body: bytes | str, node: str, scrape_time: float) -> NodeBat
     try:
         fams = {}
         hint = 0
+        swap = "_swap_usage_bytes" in text  # one scan instead of two failed searches when absent
         for name in _CONTAINER_FAMILIES:
+            if name == SWAP and not swap:
+                continue
             fam, hint = _fast_family(text, name, hint)
             if fam is not None:
                 fams[name] = fam
         nodes = {}
-        for name in (NODE_CPU, NODE_MEMORY):
+        for name in _NODE_FAMILIES:
+            if name == NODE_SWAP and not swap:
+                continue
             point = _fast_node(text, name, hint)
             if point is not None:
                 nodes[name] = point
@@ -289,17 +301,20 @@ def decode_resource(body: bytes | str, node: str, scrape_time: float) -> NodeBat
             raise _Slow  # nothing recognised: validate the whole body (garbage is an error)
     except _Slow:
         fams, nodes = _slow_parse(text)
-    ns, pods, conts, ts, cpu_v, mem_v, start_v = _join(fams, scrape_time)
+    ns, pods, conts, ts, cpu_v, mem_v, start_v, swap_v = _join(fams, scrape_time)
     finite = np.isfinite(cpu_v)
     cpu_ns = np.where(finite, np.trunc(np.where(finite, cpu_v, 0.0) * 1e9), 0).astype(np.int64)
     batch = NodeBatch(node=node, scrape_time=scrape_time, namespaces=ns, pods=pods, containers=conts,
-                      start_time=start_v, timestamp=ts, cpu=cpu_v, memory=mem_v, cpu_ns=cpu_ns)
+                      start_time=start_v, timestamp=ts, cpu=cpu_v, memory=mem_v, cpu_ns=cpu_ns, swap=swap_v)
     ncpu, nmem = nodes.get(NODE_CPU), nodes.get(NODE_MEMORY)
     if ncpu is not None:
         batch.node_cpu = ncpu[0]
         batch.node_cpu_ns = int(ncpu[0] * 1e9) if math.isfinite(ncpu[0]) else 0
     if nmem is not None:
         batch.node_memory = nmem[0]
+    nswap = nodes.get(NODE_SWAP)
+    if nswap is not None and nswap[0] >= 0:
+        batch.node_swap = nswap[0]
     if ncpu is not None or nmem is not None:
         stamp = next((p[1] for p in (ncpu, nmem) if p is not None and p[1] >= 0), -1)
         batch.node_timestamp = stamp / 1000.0 if stamp >= 0 else scrape_time

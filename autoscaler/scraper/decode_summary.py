@@ -9,6 +9,9 @@ Rules (metrics-server v0.5, metrics-pipeline.md §1.7): the node point needs ``c
 working set is kept with NaN so the store drops its whole pod for the cycle. Unlike v0.5 a
 missing container ``startTime`` does not drop the pod (the resource endpoint may omit it too);
 restart detection then relies on the counter-decrease check.
+
+Swap (1.37 kubelets, nodes and containers): ``swap.swapUsageBytes`` where present. A container or
+node without it has no swap (NaN), never zero, so the API omits the key rather than invent one.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
     times: list[float] = []
     cpus: list[int] = []
     mems: list[int] = []
+    swaps: list[int] = []  # filled only once a container reports swap (then padded with -1)
     for i, pod in enumerate(pods):
         if not isinstance(pod, dict):
             raise DecodeError(f"summary: pods[{i}] is not an object")
@@ -105,6 +109,11 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
             mem = c.get("memory")
             v = mem.get("workingSetBytes") if type(mem) is dict else None
             mems.append(v if type(v) is int and v >= 0 else -1)
+            sw = c.get("swap")
+            if sw is not None:
+                if len(swaps) < len(mems) - 1:
+                    swaps.extend([-1] * (len(mems) - 1 - len(swaps)))
+                swaps.append(_counter(sw, "swapUsageBytes"))
     cpu_ns = np.array(cpus, dtype=np.int64)
     mem_a = np.array(mems, dtype=np.float64)
     missing_cpu = cpu_ns < 0
@@ -120,6 +129,10 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
         memory=np.where(mem_a < 0, np.nan, mem_a),
         cpu_ns=np.where(missing_cpu, 0, cpu_ns),
     )
+    if swaps:
+        swaps.extend([-1] * (len(mems) - len(swaps)))
+        sw_a = np.array(swaps, dtype=np.float64)
+        batch.swap = np.where(sw_a < 0, np.nan, sw_a)
     if node_doc:
         cpu, mem = node_doc.get("cpu"), node_doc.get("memory")
         ncpu, nmem = _counter(cpu, "usageCoreNanoSeconds"), _counter(mem, "workingSetBytes")
@@ -128,4 +141,7 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
             batch.node_cpu, batch.node_cpu_ns = ncpu / 1e9, ncpu
             batch.node_memory, batch.node_timestamp = float(nmem), ts
             batch.node_start_time = rfc3339(node_doc.get("startTime"), cache)
+            nswap = _counter(node_doc.get("swap"), "swapUsageBytes")
+            if nswap >= 0:
+                batch.node_swap = float(nswap)
     return batch

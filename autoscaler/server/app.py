@@ -20,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from autoscaler import __version__
 from autoscaler.api import discovery, openapi
 from autoscaler.api.negotiation import DISCOVERY_V2, METADATA, TABLE, negotiate
-from autoscaler.api.render import GROUP, VERSION, single
+from autoscaler.api.render import GROUP, VERSIONS, single
 from autoscaler.api.resources import MetricsResources
 from autoscaler.api.tables import to_partial_metadata, to_table
 from autoscaler.k8s.status import ApiError, internal, method_not_allowed
@@ -33,7 +33,7 @@ from autoscaler.server.selfmetrics import AUTHN_ATTEMPTS, AUTHZ_DECISIONS, REQUE
 log = structlog.get_logger(__name__)
 
 JSON = "application/json"
-PREFIX = f"/apis/{GROUP}/{VERSION}"
+PREFIXES = tuple(f"/apis/{GROUP}/{v}" for v in VERSIONS)
 KINDS = {"nodes": ("NodeMetrics", "NodeMetricsList"), "pods": ("PodMetrics", "PodMetricsList")}
 
 
@@ -124,8 +124,8 @@ class MetricsServerApp:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         parts = [p for p in path.split("/") if p]
-        if path.startswith(PREFIX) and (len(path) == len(PREFIX) or path[len(PREFIX)] == "/"):
-            return self._metrics(request, parts[3:])
+        if len(parts) >= 3 and parts[:2] == ["apis", GROUP] and parts[2] in VERSIONS:
+            return self._metrics(request, parts[2], parts[3:])
         if request.method not in ("GET", "HEAD"):
             if self._known_path(parts):
                 raise method_not_allowed()
@@ -152,7 +152,7 @@ class MetricsServerApp:
                                   "platform": ""})
         if not parts:
             return json_response({"paths": sorted([
-                "/apis", f"/apis/{GROUP}", PREFIX, "/healthz", "/livez", "/readyz", "/metrics",
+                "/apis", f"/apis/{GROUP}", *PREFIXES, "/healthz", "/livez", "/readyz", "/metrics",
                 "/openapi/v2", "/openapi/v3", "/version",
             ])})
         raise _not_found_path()
@@ -178,8 +178,8 @@ class MetricsServerApp:
             data = openapi.openapi_v2()
         elif parts == ["openapi", "v3"]:
             data = openapi.openapi_v3_index()
-        elif parts == ["openapi", "v3", "apis", GROUP, VERSION]:
-            data = openapi.openapi_v3_group()
+        elif len(parts) == 5 and parts[:4] == ["openapi", "v3", "apis", GROUP] and parts[4] in VERSIONS:
+            data = openapi.openapi_v3_group(parts[4])
         else:
             raise _not_found_path()
         tag = openapi.etag(data)
@@ -187,13 +187,14 @@ class MetricsServerApp:
             return web.Response(status=304, headers={"ETag": tag})
         return web.Response(body=data, content_type=JSON, headers={"ETag": tag})
 
-    def _metrics(self, request: web.Request, rest: list[str]) -> web.Response:
+    def _metrics(self, request: web.Request, version: str, rest: list[str]) -> web.Response:
+        """``/apis/metrics.k8s.io/<version>/...``: every version answers from the same storage."""
         accept = request.headers.get("Accept")
         if not rest:
             if request.method not in ("GET", "HEAD"):
                 raise method_not_allowed()
             negotiate(accept)
-            return json_response(discovery.api_resource_list())
+            return json_response(discovery.api_resource_list(version))
         namespace = ""
         if rest[0] == "namespaces":
             if len(rest) < 3:
@@ -216,16 +217,18 @@ class MetricsServerApp:
         if name:
             item = r.get_node(name) if resource == "nodes" else r.get_pod(namespace, name)
             if choice.form == TABLE:
-                return json_response(to_table([item], kind, choice.version, q.get("includeObject") or "Metadata"))
+                return json_response(to_table([item], kind, choice.version, q.get("includeObject") or "Metadata",
+                                              version))
             if choice.form == METADATA:
                 return json_response(to_partial_metadata([item], choice.version, single=True))
-            return json_response(single(kind, item))
+            return json_response(single(kind, item, version))
         if resource == "nodes":
             listing = r.list_nodes(q.get("labelSelector"), q.get("fieldSelector"))
         else:
             listing = r.list_pods(namespace, q.get("labelSelector"), q.get("fieldSelector"))
         if choice.form == TABLE:
-            return json_response(to_table(listing.items(), kind, choice.version, q.get("includeObject") or "Metadata"))
+            return json_response(to_table(listing.items(), kind, choice.version, q.get("includeObject") or "Metadata",
+                                          version))
         if choice.form == METADATA:
             return json_response(to_partial_metadata(listing.items(), choice.version, single=False))
-        return web.Response(body=listing.json(), content_type=JSON)
+        return web.Response(body=listing.json(version), content_type=JSON)

@@ -3,10 +3,11 @@
 Row ``r`` is one series (a node or a container). Each row keeps its last ``k`` samples:
 timestamp (int64 microseconds), cumulative CPU (int64 nanoseconds) and working set (int64
 bytes), plus one start time per series (a changed start time means a restart, which clears the
-ring, so one value per series suffices). Integers keep windows exact: a kubelet window of
-15.953 s stays 15.953 s instead of picking up float noise.
+ring, so one value per series suffices) and the swap usage of the latest sample (-1: none
+reported; every reader serves the latest sample's gauges, so swap needs no history). Integers
+keep windows exact: a kubelet window of 15.953 s stays 15.953 s instead of picking up float noise.
 
-Memory: ``3 × 8 × k`` bytes per series for the rings plus 16 bytes of per-series state.
+Memory: ``3 × 8 × k`` bytes per series for the rings plus 24 bytes of per-series state.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Rings:
         self.k = k
         self._next = 0
         self._free: list[int] = []
+        self.any_swap = False  # no row has ever had swap: the no-swap path skips the swap column
         self._alloc_arrays(max(capacity, 1))
 
     def _alloc_arrays(self, capacity: int) -> None:
@@ -30,6 +32,7 @@ class Rings:
         self.cpu = np.zeros((capacity, self.k), _I64)
         self.mem = np.zeros((capacity, self.k), _I64)
         self.start = np.zeros(capacity, _I64)
+        self.swap = np.full(capacity, -1, _I64)
         self.head = np.zeros(capacity, np.int32)
         self.count = np.zeros(capacity, np.int32)
 
@@ -43,15 +46,16 @@ class Rings:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.ts, self.cpu, self.mem, self.start, self.head, self.count))
+        return sum(a.nbytes for a in (self.ts, self.cpu, self.mem, self.start, self.swap, self.head, self.count))
 
     def _grow(self, need: int) -> None:
         cap = self.capacity
         while cap < need:
             cap = cap * 3 // 2 + 16  # 1.5× growth: at most a third of the rows idle
-        old = (self.ts, self.cpu, self.mem, self.start, self.head, self.count)
+        old = (self.ts, self.cpu, self.mem, self.start, self.swap, self.head, self.count)
         self._alloc_arrays(cap)
-        for new, prev in zip((self.ts, self.cpu, self.mem, self.start, self.head, self.count), old, strict=True):
+        for new, prev in zip((self.ts, self.cpu, self.mem, self.start, self.swap, self.head, self.count), old,
+                             strict=True):
             new[: len(prev)] = prev
 
     def reserve(self, n: int) -> None:
@@ -75,6 +79,7 @@ class Rings:
         self.count[out] = 0
         self.head[out] = 0
         self.start[out] = 0
+        self.swap[out] = -1
         return out
 
     def release(self, rows: np.ndarray | list[int]) -> None:
@@ -85,14 +90,15 @@ class Rings:
 
     # -- writing ---------------------------------------------------------------------------------
     def ingest(self, rows: np.ndarray, ts: np.ndarray, cpu: np.ndarray, mem: np.ndarray, start: np.ndarray,
-               fresh_lo: int | None = None, fresh_hi: int | None = None) -> None:
+               fresh_lo: int | None = None, fresh_hi: int | None = None, swap: np.ndarray | None = None) -> None:
         """Append one sample to each of ``rows`` (which must be distinct).
 
         A sample whose start time is at or after the latest sample (restart), whose CPU counter or
         start time went down (reset), or whose timestamp went back clears its ring first. A sample
         with the latest timestamp replaces it (the kubelet had not refreshed its stats). With
         ``fresh_lo``/``fresh_hi`` (µs), a ring that is empty and whose container is that old gets a
-        synthetic ``(start, cpu 0)`` sample first: metrics-server's fresh-container rule.
+        synthetic ``(start, cpu 0)`` sample first: metrics-server's fresh-container rule. ``swap``
+        (bytes, -1 = not reported; None = none of them) becomes each row's latest swap.
         """
         if not len(rows):
             return
@@ -128,11 +134,20 @@ class Rings:
         self.head[rows] = np.where(same, head, (head + 1) % k)
         self.count[rows] = np.where(same, cnt, np.minimum(cnt + 1, k))
         self.start[rows] = np.where(known, start, np.where(clear, 0, old_start))
+        if swap is not None:
+            self.swap[rows] = swap
+            self.any_swap = True
+        elif self.any_swap:
+            self.swap[rows] = -1
 
     # -- reading ---------------------------------------------------------------------------------
     def latest_pair(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(ok, timestamp_us, window_us, nanocores, memory)`` from the last two samples of each row."""
         return self._pair(rows, np.ones(len(rows), np.int64))
+
+    def latest_swap(self, rows: np.ndarray) -> np.ndarray | None:
+        """Swap bytes of each row's latest sample (-1: not reported); None when no row ever had any."""
+        return self.swap[rows] if self.any_swap else None
 
     def window_pair(self, rows: np.ndarray, window_us: int, slack_us: int) -> tuple[np.ndarray, ...]:
         """Like :meth:`latest_pair` but from the oldest sample within ``window_us`` (+ ``slack_us``)

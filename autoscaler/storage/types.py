@@ -40,6 +40,10 @@ class NodeBatch:
     # value truncated to ns as metrics-server does); the store prefers these over ``cpu``/``node_cpu``.
     cpu_ns: np.ndarray | None = None
     node_cpu_ns: int | None = None
+    # Swap usage in bytes (a gauge, like memory) where the kubelet reports it: NaN, or ``swap``
+    # None for the whole batch, means "not reported" and the API then omits the key.
+    swap: np.ndarray | None = None
+    node_swap: float = float("nan")
 
     def __len__(self) -> int:
         return len(self.containers)
@@ -50,6 +54,7 @@ class ContainerUsage:
     name: str
     cpu_nanocores: int
     memory_bytes: int
+    swap_bytes: int | None = None  # None: the kubelet reported no swap for it
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,6 +66,7 @@ class NodeUsage:
     window: float
     cpu_nanocores: int
     memory_bytes: int
+    swap_bytes: int | None = None  # None: the kubelet reported no swap for it
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,6 +100,8 @@ class PodUsageColumns:
     ``offsets[j]:offsets[j + 1]`` of ``names``/``cpu_nanocores``/``memory_bytes``. Times are
     integer microseconds (exact; divide by 1e6 for Unix seconds). ``version`` is the store's
     :attr:`version` the read was made at: an unchanged version means unchanged answers.
+    ``swap_bytes`` is per container like ``memory_bytes``, -1 where no swap was reported; it is
+    None when no container of the read has swap (the common case costs nothing).
     """
 
     index: np.ndarray  # intp, ascending positions into the requested keys
@@ -104,6 +112,13 @@ class PodUsageColumns:
     cpu_nanocores: np.ndarray  # int64, per container
     memory_bytes: np.ndarray  # int64, per container
     version: int = 0
+    swap_bytes: np.ndarray | None = None  # int64, per container, -1 = not reported
+
+    def swap_of(self) -> list[int | None]:
+        """Per container: swap bytes, or None where not reported."""
+        if self.swap_bytes is None:
+            return [None] * len(self.names)
+        return [v if v >= 0 else None for v in self.swap_bytes.tolist()]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -111,7 +126,8 @@ class PodUsageColumns:
     def usages(self, keys: list[tuple[str, str]]) -> list[PodUsage | None]:
         """The same answer as :class:`PodUsage` objects (``None`` where a pod is not served)."""
         out: list[PodUsage | None] = [None] * len(keys)
-        conts = list(map(ContainerUsage, self.names, self.cpu_nanocores.tolist(), self.memory_bytes.tolist()))
+        conts = list(map(ContainerUsage, self.names, self.cpu_nanocores.tolist(), self.memory_bytes.tolist(),
+                         self.swap_of()))
         off = self.offsets.tolist()
         single = len(conts) == len(self.index)
         for j, (i, t, w) in enumerate(zip(self.index.tolist(), self.timestamp_us.tolist(), self.window_us.tolist(),

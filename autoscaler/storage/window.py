@@ -7,6 +7,8 @@ the controller can ask for rates over a longer window, and recording can read ra
 from one place. Semantics follow metrics-server (docs/metrics-pipeline.md lists where and why
 we differ):
 
+* swap usage, where the kubelet reports it, rides along with the latest sample and never makes a
+  node or pod unusable (a kubelet without swap reports none, and the API omits the key);
 * a node is usable only with a timestamp, CPU ≠ 0 and memory ≠ 0; a pod only when every
   container it reported in the latest scrape has a timestamp, CPU ≠ 0 and memory ≠ 0, and is
   served only when every one of those containers has a valid rate;
@@ -105,7 +107,7 @@ class WindowStore:
             self._ready_cache = None
             self._version += 1
             n_rows: list[int] = []
-            n_vals: list[tuple[int, int, int, int]] = []
+            n_vals: list[tuple[int, int, int, int, int]] = []
             used: list[tuple[_Node, NodeBatch]] = []
             self._containers.reserve(sum(len(b) for b in unique.values() if (e := self._nodes.get(b.node)) is None
                                          or e.sig != (b.namespaces, b.pods, b.containers)))
@@ -127,8 +129,9 @@ class WindowStore:
                 if len(b) and entry.pod_keys:
                     used.append((entry, b))
             if n_rows:
-                v = np.array(n_vals, dtype=np.int64).reshape(-1, 4)
-                self._node_rings.ingest(np.array(n_rows, np.intp), v[:, 0], v[:, 1], v[:, 2], v[:, 3])
+                v = np.array(n_vals, dtype=np.int64).reshape(-1, 5)
+                self._node_rings.ingest(np.array(n_rows, np.intp), v[:, 0], v[:, 1], v[:, 2], v[:, 3],
+                                        swap=v[:, 4] if (v[:, 4] >= 0).any() else None)
             if used:
                 self._ingest_containers(used)
 
@@ -155,12 +158,18 @@ class WindowStore:
         start = start[take]
         start_us = np.where(np.isfinite(start) & (start > 0), _us(start), 0)
         mem = np.trunc(mem_f[take]).astype(np.int64)
+        swap = None
+        if any(b.swap is not None for _, b in used):  # only batches from swap-reporting kubelets pay
+            sw = np.concatenate([np.full(len(b), np.nan) if b.swap is None else np.asarray(b.swap, np.float64)
+                                 for _, b in used])[take]
+            with np.errstate(invalid="ignore"):
+                swap = np.where(sw >= 0, np.trunc(np.nan_to_num(sw, nan=-1.0)), -1).astype(np.int64)
         lo_us = round(FRESH_CONTAINER_MIN_AGE * _US)
         self._containers.ingest(rows[take], _us(ts[take]), cpu_ns[take], mem, start_us, lo_us,
-                                round(self.resolution * _US))
+                                round(self.resolution * _US), swap)
 
     @staticmethod
-    def _node_point(b: NodeBatch) -> tuple[int, int, int, int] | None:
+    def _node_point(b: NodeBatch) -> tuple[int, int, int, int, int] | None:
         ts, cpu, mem = b.node_timestamp, b.node_cpu, b.node_memory
         if not (math.isfinite(ts) and math.isfinite(mem)):
             return None
@@ -169,7 +178,8 @@ class WindowStore:
             return None
         start = b.node_start_time
         start_us = round(start * _US) if math.isfinite(start) and start > 0 else 0
-        return round(ts * _US), cpu_ns, int(mem), start_us
+        swap = int(b.node_swap) if math.isfinite(b.node_swap) and b.node_swap >= 0 else -1
+        return round(ts * _US), cpu_ns, int(mem), start_us, swap
 
     def _rebuild(self, entry: _Node, b: NodeBatch) -> None:
         """The node's container set changed: map batch positions to series rows, evict the rest."""
@@ -286,9 +296,12 @@ class WindowStore:
                 return out
             rows = np.array([entries[i].row for i in idx], np.intp)  # type: ignore[union-attr]
             ok, t1, win, cores, mem = self._node_rings.latest_pair(rows)
+            sw = self._node_rings.latest_swap(rows)
+            swap = [None] * len(idx) if sw is None else [v if v >= 0 else None for v in sw.tolist()]
             for j, i in enumerate(idx):
                 if ok[j]:
-                    out[i] = NodeUsage(names[i], int(t1[j]) / _US, int(win[j]) / _US, int(cores[j]), int(mem[j]))
+                    out[i] = NodeUsage(names[i], int(t1[j]) / _US, int(win[j]) / _US, int(cores[j]), int(mem[j]),
+                                       swap[j])
             return out
 
     def _servable(self, key: tuple[str, str]) -> _Pod | None:
@@ -349,6 +362,7 @@ class WindowStore:
             else:
                 ok, t1, win, cores, mem = self._containers.window_pair(
                     rows, round(window * _US), round(self.resolution * _US / 2))
+            swap = self._containers.latest_swap(rows)
             starts = np.zeros(len(served), np.intp)
             np.cumsum(counts[:-1], out=starts[1:])
             if len(rows) == len(served):  # one container per pod: nothing to group
@@ -370,8 +384,12 @@ class WindowStore:
                 kept_counts = counts[keep]
         offsets = np.zeros(len(keep) + 1, np.intp)
         np.cumsum(kept_counts, out=offsets[1:])
+        if swap is not None:
+            swap = swap[c_rows]
+            if not (swap >= 0).any():
+                swap = None
         return PodUsageColumns(np.asarray(idx, np.intp)[keep], t1[first[keep]], win[first[keep]], offsets, names,
-                               cores[c_rows], mem[c_rows], version)
+                               cores[c_rows], mem[c_rows], version, swap)
 
     def all_pod_keys(self) -> list[tuple[str, str]]:
         """Every pod with stored series (servable or not)."""
@@ -439,7 +457,7 @@ class WindowStore:
                 "node_points": len(live_n),
                 "container_points": len(live_c),
                 "samples_per_series": self.k,
-                "bytes_per_series": 3 * 8 * self.k + 16,
+                "bytes_per_series": 3 * 8 * self.k + 24,
                 "capacity_series": c.capacity + nr.capacity,
                 "bytes": ring_bytes,
             }
