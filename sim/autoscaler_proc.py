@@ -2,7 +2,8 @@
 
 `autoscaler sim up --with-autoscaler` uses this: the metrics pipeline gets a serving certificate
 from the cluster CA, is registered through a Service, its endpoints (127.0.0.1:PORT) and the
-APIService v1beta1.metrics.k8s.io (caBundle = cluster CA, so the aggregator verifies it), and runs
+APIServices v1.metrics.k8s.io and v1beta1.metrics.k8s.io (caBundle = cluster CA, so the aggregator
+verifies it), and runs
 as a separate process with the metrics-server ServiceAccount's kubeconfig, exactly the binary
 and flags a cluster deployment would use. Each cluster registers the objects its own way
 (``register_metrics_api``): the emulated one in its store, the real control plane through its API
@@ -20,6 +21,8 @@ from typing import Any
 
 SERVICE_NAME = "metrics-server"
 SERVICE_NAMESPACE = "kube-system"
+#: (version, versionPriority) of each APIService: v1 (GA in 1.37) preferred, v1beta1 as metrics-server registers it
+METRICS_VERSIONS = (("v1", 200), ("v1beta1", 100))
 
 
 def free_port() -> int:
@@ -50,13 +53,13 @@ def metrics_registration(port: int, ca_bundle_pem: bytes | None) -> list[tuple[s
             "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
                          "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
         }),
-        ("apiservices.apiregistration.k8s.io", {
+        *(("apiservices.apiregistration.k8s.io", {
             "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-            "metadata": {"name": "v1beta1.metrics.k8s.io", "labels": labels},
+            "metadata": {"name": f"{version}.metrics.k8s.io", "labels": labels},
             "spec": {"service": {"name": SERVICE_NAME, "namespace": SERVICE_NAMESPACE, "port": 443},
-                     "group": "metrics.k8s.io", "version": "v1beta1",
-                     "groupPriorityMinimum": 100, "versionPriority": 100, **tls},
-        }),
+                     "group": "metrics.k8s.io", "version": version,
+                     "groupPriorityMinimum": 100, "versionPriority": priority, **tls},
+        }) for version, priority in METRICS_VERSIONS),
     ]
 
 

@@ -126,7 +126,8 @@ class EmulatedCluster:
         rng = random.Random(sc.seed)
         for i, spec in enumerate(sc.nodes):
             boot = now - 600 - rng.uniform(0, 3000)
-            stats = NodeStats(spec.name, boot, memory_capacity=float(value(spec.memory)))
+            stats = NodeStats(spec.name, boot, memory_capacity=float(value(spec.memory)),
+                              swap_capacity=float(value(spec.swap)) if spec.swap else 0.0)
             self.stats[spec.name] = stats
             kubelet = await self.fleet.add(spec.name, stats, phase=now + rng.uniform(0, max(sc.housekeeping_interval, 1)))
             node = self.store.create("nodes", node_object(spec, i, kubelet.port, now))
@@ -314,7 +315,7 @@ class EmulatedCluster:
         task.add_done_callback(done)
 
     async def register_metrics_api(self, port: int, ca_bundle_pem: bytes | None = None) -> None:
-        """Route metrics.k8s.io/v1beta1 to 127.0.0.1:port (Service, Endpoints, APIService)."""
+        """Route metrics.k8s.io (v1 and v1beta1) to 127.0.0.1:port (Service, Endpoints, APIServices)."""
         from sim.autoscaler_proc import register_metrics_apiservice
 
         register_metrics_apiservice(self.store, port, ca_bundle_pem)

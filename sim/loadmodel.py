@@ -39,6 +39,8 @@ class LoadModel:
     #: memory working set per pod: base bytes plus bytes per core of current usage
     memory_base: float = 64 * MiB
     memory_per_core: float = 0.0
+    #: swap bytes per pod, reported only by kubelets of nodes with swap (0: none used)
+    swap_bytes: float = 0.0
     #: absolute unix time the model's relative time starts at (None: set by the cluster)
     origin: float | None = None
 

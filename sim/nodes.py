@@ -62,6 +62,9 @@ class NodeSpec:
     reserved_cpu: str = "100m"
     reserved_memory: str = "256Mi"
     fault: str = "none"
+    #: swap capacity ("" = no swap): published as status.nodeInfo.swap.capacity, and the node's
+    #: kubelet then reports swap usage
+    swap: str = ""
 
 
 def _sub(total: str, reserved: str, *, binary: bool) -> str:
@@ -135,6 +138,8 @@ def node_object(spec: NodeSpec, index: int, port: int, now: float) -> dict:
             },
         },
     }
+    if spec.swap:
+        node["status"]["nodeInfo"]["swap"] = {"capacity": value(spec.swap)}
     if spec.taints:
         node["spec"]["taints"] = [dict(t) for t in spec.taints]
     return node

@@ -9,6 +9,7 @@ Example (all keys optional except where noted)::
     nodes:
       - {namePrefix: worker, count: 3, cpu: "4", memory: 16Gi, pods: 110}
       - {name: control-plane, role: control-plane, taints: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]}
+      - {name: swappy, swap: 4Gi}       # swap capacity: the kubelet reports swap usage (default: no swap)
     workloads:
       - name: web                       # required
         kind: Deployment                # or StatefulSet
@@ -16,7 +17,7 @@ Example (all keys optional except where noted)::
         image: nginx:1.27
         requests: {cpu: 200m, memory: 128Mi}
         limits: {cpu: "1", memory: 256Mi}
-        load: {kind: diurnal, min: 0.2, max: 3, period: 24h, peak: 14h, noise: 0.1}
+        load: {kind: diurnal, min: 0.2, max: 3, period: 24h, peak: 14h, noise: 0.1, swap: 32Mi}
     hpas:
       - {target: web, minReplicas: 1, maxReplicas: 10, cpuUtilization: 60}
     nodeEvents:                         # node failures, relative to the cluster's start
@@ -27,7 +28,9 @@ Example (all keys optional except where noted)::
 Load kinds: ``constant`` (cores), ``diurnal`` (min, max, period, peak), ``step`` (base, steps:
 [{at, cores}]), ``spike`` (base, peak, at, duration, every), ``series`` (points: [[t, cores]...] or
 file: a CSV of ``seconds,cores`` relative to the scenario file; interpolation linear|step; repeat).
-Common load keys: noise, noiseSeed, startupCores, memory: {base, perCore}. Cores may be numbers or
+Common load keys: noise, noiseSeed, startupCores, memory: {base, perCore}, swap (bytes each pod
+swaps, split over its containers like memory; reported only on nodes with ``swap``; default 0).
+Cores may be numbers or
 CPU quantities ("500m"); times are seconds or Go durations ("5m").
 
 Errors name the file and the field, e.g.
@@ -283,10 +286,13 @@ def _load(p: _P, base_dir: Path, seed: int) -> LoadModel:
     mem.known("base", "perCore")
     common["memory_base"] = mem.quantity("base", "64Mi")
     common["memory_per_core"] = mem.quantity("perCore", "0")
+    common["swap_bytes"] = p.quantity("swap", "0")
+    if common["swap_bytes"] < 0:
+        raise p.err("swap", f"must not be negative, got {p.data.get('swap')!r}")
     keys = {"constant": ("cores",), "diurnal": ("min", "max", "period", "peak"), "step": ("base", "steps"),
             "spike": ("base", "peak", "at", "duration", "every"),
             "series": ("points", "file", "interpolation", "repeat")}[kind]
-    p.known("kind", "noise", "noiseSeed", "noisePeriod", "startupCores", "memory", *keys)
+    p.known("kind", "noise", "noiseSeed", "noisePeriod", "startupCores", "memory", "swap", *keys)
     if kind == "constant":
         return Constant(cores=p.cores("cores", 0.1), **common)
     if kind == "diurnal":
@@ -350,7 +356,7 @@ def _node_specs(p: _P) -> list[NodeSpec]:
     for item in p.items():
         item.mapping()
         item.known("name", "namePrefix", "count", "cpu", "memory", "pods", "role", "labels", "annotations",
-                   "taints", "reservedCpu", "reservedMemory", "fault")
+                   "taints", "reservedCpu", "reservedMemory", "fault", "swap")
         count = item.int("count", 1, minimum=1)
         name = item.str("name")
         prefix = item.str("namePrefix")
@@ -362,6 +368,9 @@ def _node_specs(p: _P) -> list[NodeSpec]:
         item.cores("cpu", 4)
         memory = str(item.data.get("memory", "16Gi"))
         item.quantity("memory", "16Gi")
+        swap = str(item.data.get("swap") or "")
+        if swap and item.quantity("swap") <= 0:
+            raise item.err("swap", f"swap capacity must be positive, got {swap!r}")
         taints = item.data.get("taints") or []
         if not isinstance(taints, list) or not all(isinstance(t, dict) and t.get("key") for t in taints):
             raise item.err("taints", "expected a list of {key, value, effect}")
@@ -374,7 +383,7 @@ def _node_specs(p: _P) -> list[NodeSpec]:
                 labels=item.str_map("labels"), annotations=item.str_map("annotations"), taints=taints,
                 reserved_cpu=str(item.data.get("reservedCpu", "100m")),
                 reserved_memory=str(item.data.get("reservedMemory", "256Mi")),
-                fault=item.str("fault", "none"),
+                fault=item.str("fault", "none"), swap=swap,
             ))
             del i
     names = [n.name for n in out]

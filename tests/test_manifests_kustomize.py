@@ -39,6 +39,7 @@ def test_base_renders_with_metrics_server_objects():
         ("ClusterRole", "system:metrics-server"), ("ClusterRoleBinding", "system:metrics-server"),
         ("RoleBinding", "metrics-server-auth-reader"), ("ClusterRoleBinding", "metrics-server:system:auth-delegator"),
         ("Service", "metrics-server"), ("Deployment", "metrics-server"), ("APIService", "v1beta1.metrics.k8s.io"),
+        ("APIService", "v1.metrics.k8s.io"),
         # The HPA controller component (default --controller-mode=dry-run) and its leader election.
         ("ClusterRole", "autoscaler:hpa-controller"), ("ClusterRoleBinding", "autoscaler:hpa-controller"),
         ("Role", "autoscaler:hpa-controller-leader-election"),
@@ -61,9 +62,14 @@ def test_base_renders_with_metrics_server_objects():
     for key in (("ClusterRoleBinding", "system:metrics-server"), ("RoleBinding", "metrics-server-auth-reader"),
                 ("ClusterRoleBinding", "metrics-server:system:auth-delegator")):
         assert objs[key]["subjects"] == [{"kind": "ServiceAccount", "name": "metrics-server", "namespace": "kube-system"}]
-    api = objs[("APIService", "v1beta1.metrics.k8s.io")]["spec"]
-    assert api["service"] == {"name": "metrics-server", "namespace": "kube-system"}
-    assert (api["group"], api["version"]) == ("metrics.k8s.io", "v1beta1")
+    # Both versions go to the same Service; v1 (GA in 1.37) outranks v1beta1 within the group.
+    prio = {}
+    for version in ("v1", "v1beta1"):
+        api = objs[("APIService", f"{version}.metrics.k8s.io")]["spec"]
+        assert api["service"] == {"name": "metrics-server", "namespace": "kube-system"}
+        assert (api["group"], api["version"], api["groupPriorityMinimum"]) == ("metrics.k8s.io", version, 100)
+        prio[version] = api["versionPriority"]
+    assert prio["v1"] > prio["v1beta1"] == 100
 
 
 def test_deployment_is_locked_down_probed_and_runs_valid_flags():
@@ -149,6 +155,7 @@ def test_kubectl_apply_dry_run_against_the_emulated_api_server(emulated):
         assert "deployment.apps/metrics-server created (dry run)" in lines
         assert "service/metrics-server created (dry run)" in lines
         assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io created (dry run)" in lines
+        assert "apiservice.apiregistration.k8s.io/v1.metrics.k8s.io created (dry run)" in lines
         assert "clusterrole.rbac.authorization.k8s.io/system:aggregated-metrics-reader created (dry run)" in lines
     assert "poddisruptionbudget.policy/metrics-server created (dry run)" in lines  # HA overlay
 

@@ -225,7 +225,7 @@ def run_args(cluster: Any, tmp: Path, *extra: str) -> list[str]:
 
 
 def register_apiservice(cluster: Any, port: int) -> None:
-    """Service + Endpoints (127.0.0.1:port) + APIService v1beta1.metrics.k8s.io, as `sim up --with-autoscaler`
+    """Service + Endpoints (127.0.0.1:port) + APIServices v1 and v1beta1.metrics.k8s.io, as `sim up --with-autoscaler`
     registers them (insecureSkipTLSVerify, as metrics-server's own manifests do)."""
     from sim.autoscaler_proc import register_metrics_apiservice
 

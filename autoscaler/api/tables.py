@@ -24,7 +24,8 @@ def _usage_of(item: dict[str, Any]) -> dict[str, str]:
     for c in item.get("containers") or []:
         for k, v in c["usage"].items():
             total[k] = total.get(k, Decimal(0)) + parse_quantity(v)
-    return {k: (format_binary_si(v) if k == "memory" else format_decimal_si(v)) for k, v in total.items()}
+    # a sum keeps its addends' format: BinarySI for byte quantities (memory, swap), DecimalSI for cpu
+    return {k: (format_binary_si(v) if k in ("memory", "swap") else format_decimal_si(v)) for k, v in total.items()}
 
 
 def to_table(items: list[dict[str, Any]], kind: str, version: str = "v1", include_object: str = "Metadata",

@@ -154,7 +154,8 @@ class RealCluster(EmulatedCluster):
 
         async def register(i: int) -> None:
             spec = sc.nodes[i]
-            stats = NodeStats(spec.name, now - 600 - rng.uniform(0, 3000), memory_capacity=float(value(spec.memory)))
+            stats = NodeStats(spec.name, now - 600 - rng.uniform(0, 3000), memory_capacity=float(value(spec.memory)),
+                              swap_capacity=float(value(spec.swap)) if spec.swap else 0.0)
             self.stats[spec.name] = stats
             kubelet = await self.fleet.add(spec.name, stats,  # type: ignore[union-attr]
                                            phase=now + rng.uniform(0, max(sc.housekeeping_interval, 1)))
@@ -317,7 +318,8 @@ class RealCluster(EmulatedCluster):
 
     async def register_metrics_api(self, port: int, ca_bundle_pem: bytes) -> None:
         """The Service (no selector), its EndpointSlice to 127.0.0.1:port (written to etcd) and the
-        APIService v1beta1.metrics.k8s.io, as `autoscaler sim up --with-autoscaler` registers them."""
+        APIServices v1.metrics.k8s.io and v1beta1.metrics.k8s.io, as `autoscaler sim up
+        --with-autoscaler` registers them."""
         from sim.autoscaler_proc import SERVICE_NAME, SERVICE_NAMESPACE, metrics_registration
 
         for resource, obj in metrics_registration(port, ca_bundle_pem):

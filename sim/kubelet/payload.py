@@ -1,6 +1,8 @@
 """Kubelet response bodies: ``/metrics/resource`` (Prometheus text 0.0.4, families in alphabetical
 order, series sorted by label values, ms timestamps) and ``/stats/summary`` (stats/v1alpha1 JSON),
-shaped as a 1.36 kubelet writes them."""
+shaped as a 1.36 kubelet writes them; on nodes with swap, the swap series and ``swap`` stats a
+1.37 kubelet adds (``container_swap_usage_bytes``, ``node_swap_usage_bytes``,
+``pod_swap_usage_bytes``; ``swap.swapUsageBytes``), and none of them elsewhere."""
 
 from __future__ import annotations
 
@@ -21,12 +23,19 @@ _FAMILIES = {
         "counter", "Cumulative cpu time consumed by the container in core-seconds"),
     "container_memory_working_set_bytes": ("gauge", "Current working set of the container in bytes"),
     "container_start_time_seconds": ("gauge", "Start time of the container since unix epoch in seconds"),
+    "container_swap_usage_bytes": (
+        "gauge", "Current amount of the container swap usage in bytes. Reported only on non-windows systems"),
     "node_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the node in core-seconds"),
     "node_memory_working_set_bytes": ("gauge", "Current working set of the node in bytes"),
+    "node_swap_usage_bytes": ("gauge", "Current swap usage of the node in bytes. Reported only on non-windows systems"),
     "pod_cpu_usage_seconds_total": ("counter", "Cumulative cpu time consumed by the pod in core-seconds"),
     "pod_memory_working_set_bytes": ("gauge", "Current working set of the pod in bytes"),
+    "pod_swap_usage_bytes": (
+        "gauge", "Current amount of the pod swap usage in bytes. Reported only on non-windows systems"),
     "resource_scrape_error": ("gauge", "1 if there was an error while getting container metrics, 0 otherwise"),
 }
+#: the kubelet's swap families are ALPHA, the others STABLE
+_ALPHA = frozenset(("container_swap_usage_bytes", "node_swap_usage_bytes", "pod_swap_usage_bytes"))
 
 #: working-set values repeat a lot (page-aligned bases): memoize their text
 _mem_text = functools.lru_cache(maxsize=1 << 16)(go_float)
@@ -37,7 +46,7 @@ POD_OVERHEAD_BYTES = 94208.0
 
 def _header(name: str) -> str:
     kind, text = _FAMILIES[name]
-    return f"# HELP {name} [STABLE] {text}\n# TYPE {name} {kind}\n"
+    return f"# HELP {name} [{'ALPHA' if name in _ALPHA else 'STABLE'}] {text}\n# TYPE {name} {kind}\n"
 
 
 def _seconds(cpu: np.ndarray) -> np.ndarray:
@@ -62,10 +71,17 @@ def render_resource_metrics(snap: Snapshot) -> bytes:
         out.append(_header("container_start_time_seconds"))
         start = stats._start_text
         out.extend(f"container_start_time_seconds{rows[i].labels} {start[i]}\n" for i in order)
+        if snap.swap is not None:
+            swap = snap.swap.tolist()
+            out.append(_header("container_swap_usage_bytes"))
+            out.extend(f"container_swap_usage_bytes{rows[i].labels} {_mem_text(swap[i])} {ts}\n" for i in order)
     out.append(_header("node_cpu_usage_seconds_total"))
     out.append(f"node_cpu_usage_seconds_total {go_float(math.floor(snap.node_cpu * 1e9) / 1e9)} {ts}\n")
     out.append(_header("node_memory_working_set_bytes"))
     out.append(f"node_memory_working_set_bytes {go_float(snap.node_memory)} {ts}\n")
+    if snap.node_swap is not None:
+        out.append(_header("node_swap_usage_bytes"))
+        out.append(f"node_swap_usage_bytes {go_float(snap.node_swap)} {ts}\n")
     if order:
         pod_idx = stats._arrays["pod"] if stats._arrays is not None else np.zeros(0, dtype=np.int64)
         vis = snap.visible
@@ -79,6 +95,10 @@ def render_resource_metrics(snap: Snapshot) -> bytes:
         out.extend(f"pod_cpu_usage_seconds_total{labels[p]} {go_float(pod_cpu[p])} {ts}\n" for p in porder)
         out.append(_header("pod_memory_working_set_bytes"))
         out.extend(f"pod_memory_working_set_bytes{labels[p]} {_mem_text(pod_mem[p])} {ts}\n" for p in porder)
+        if snap.swap is not None:
+            pod_swap = np.bincount(pod_idx[vis], weights=snap.swap[vis], minlength=npods).tolist()
+            out.append(_header("pod_swap_usage_bytes"))
+            out.extend(f"pod_swap_usage_bytes{labels[p]} {_mem_text(pod_swap[p])} {ts}\n" for p in porder)
     out.append(_header("resource_scrape_error"))
     out.append("resource_scrape_error 0\n")
     return "".join(out).encode()
@@ -134,6 +154,9 @@ def render_summary(snap: Snapshot, *, only_cpu_and_memory: bool = False) -> byte
         "cpu": _cpu(t, snap.node_rate, snap.node_cpu),
         "memory": _memory(t, node_ws, stats.memory_capacity),
     }
+    if snap.node_swap is not None:
+        node["swap"] = {"time": t, "swapAvailableBytes": int(stats.swap_capacity - snap.node_swap),
+                        "swapUsageBytes": int(snap.node_swap)}
     if full:
         node["network"] = {
             "time": t, "name": "eth0", "rxBytes": 0, "rxErrors": 0, "txBytes": 0, "txErrors": 0,
@@ -150,6 +173,7 @@ def render_summary(snap: Snapshot, *, only_cpu_and_memory: bool = False) -> byte
             if snap.visible[i]:
                 by_pod.setdefault(p, []).append(i)
         cpu, rates, mem = snap.cpu.tolist(), snap.rates.tolist(), snap.memory.tolist()
+        swap = snap.swap.tolist() if snap.swap is not None else None
         for p in stats._pod_order:
             idx = by_pod.get(p)
             if not idx:
@@ -164,6 +188,8 @@ def render_summary(snap: Snapshot, *, only_cpu_and_memory: bool = False) -> byte
                     "cpu": _cpu(t, rates[i], cpu[i]),
                     "memory": _memory(t, mem[i], r.memory_limit or None),
                 }
+                if swap is not None:  # a container's swap limit is not modelled: no swapAvailableBytes
+                    c["swap"] = {"time": t, "swapUsageBytes": int(swap[i])}
                 if full:
                     c["rootfs"] = _fs(t, 100 * 1024**3, 40960)
                     c["logs"] = _fs(t, 100 * 1024**3, 8192)
@@ -175,6 +201,8 @@ def render_summary(snap: Snapshot, *, only_cpu_and_memory: bool = False) -> byte
                 "cpu": _cpu(t, sum(rates[i] for i in idx), sum(cpu[i] for i in idx)),
                 "memory": _memory(t, sum(mem[i] for i in idx) + POD_OVERHEAD_BYTES, None),
             }
+            if swap is not None:  # the kubelet sums its containers' swap stats (none available: 0)
+                pod["swap"] = {"time": t, "swapAvailableBytes": 0, "swapUsageBytes": int(sum(swap[i] for i in idx))}
             if full:
                 pod["network"] = {
                     "time": t, "name": "eth0", "rxBytes": 0, "rxErrors": 0, "txBytes": 0, "txErrors": 0,

@@ -61,7 +61,9 @@ class NodeStats:
     """CPU and memory of one node and its containers, as a kubelet's stats provider reports them.
 
     ``step`` bounds the integration grid (seconds between samples); long idle gaps are sampled at
-    most ``max_samples`` times.
+    most ``max_samples`` times. ``swap_capacity`` > 0 makes it a swap-enabled node: the kubelet
+    then reports swap usage (each workload pod's ``swap_bytes``, split like memory; 0 for the
+    rest), and without it reports none at all.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class NodeStats:
         system_cores: float = 0.08,
         system_memory: float = 600 * MiB,
         memory_capacity: float = 16 * 1024 * MiB,
+        swap_capacity: float = 0.0,
         step: float = 1.0,
         max_samples: int = 512,
     ) -> None:
@@ -80,6 +83,7 @@ class NodeStats:
         self.system_cores = system_cores
         self.system_memory = system_memory
         self.memory_capacity = memory_capacity
+        self.swap_capacity = swap_capacity
         self.step = step
         self.max_samples = max_samples
         self.rows: list[ContainerRow] = []
@@ -173,6 +177,7 @@ class NodeStats:
         self._arrays["any_noise"] = bool((self._arrays["sigma"] > 0).any())
         self._arrays["mem_base"] = np.array([m.memory_base if m else 16 * MiB for m in models]) * np.where(wl < 0, 1.0, frac)
         self._arrays["mem_per_core"] = np.array([m.memory_per_core if m else 0.0 for m in models])
+        self._arrays["swap"] = np.floor(np.array([m.swap_bytes if m else 0.0 for m in models]) * frac / 4096.0) * 4096.0
         self._versions = [w.version for w in self._workloads]
         self._start_text = [go_float(r.start_time) for r in rows]
         return self._arrays
@@ -270,7 +275,11 @@ class NodeStats:
         visible = a["start"] <= t if self.rows else np.zeros(0, dtype=bool)
         node_rate = float(rates.sum()) + self.system_cores
         node_mem = float(mem.sum()) + self.system_memory
-        return Snapshot(self, t, cpu, rates, mem, visible, node_cpu, node_rate, node_mem)
+        swap = node_swap = None
+        if self.swap_capacity > 0:
+            swap = a["swap"] if self.rows else np.zeros(0)
+            node_swap = min(float(swap[visible].sum()), self.swap_capacity)
+        return Snapshot(self, t, cpu, rates, mem, visible, node_cpu, node_rate, node_mem, swap, node_swap)
 
     def restart(self, namespace: str, pod: str, container: str, now: float) -> ContainerRow | None:
         """A container restart: counter back to 0, new start time, not ready again."""
@@ -296,3 +305,6 @@ class Snapshot:
     node_cpu: float
     node_rate: float
     node_memory: float
+    #: per container and node swap bytes; None on nodes without swap (the kubelet reports none)
+    swap: np.ndarray | None = None
+    node_swap: float | None = None
