@@ -177,7 +177,8 @@ class NodeStats:
         self._arrays["any_noise"] = bool((self._arrays["sigma"] > 0).any())
         self._arrays["mem_base"] = np.array([m.memory_base if m else 16 * MiB for m in models]) * np.where(wl < 0, 1.0, frac)
         self._arrays["mem_per_core"] = np.array([m.memory_per_core if m else 0.0 for m in models])
-        self._arrays["swap"] = np.floor(np.array([m.swap_bytes if m else 0.0 for m in models]) * frac / 4096.0) * 4096.0
+        # whole pages (rounded: a 3:1 split of 200Mi is exactly 150Mi + 50Mi, float fractions or not)
+        self._arrays["swap"] = np.round(np.array([m.swap_bytes if m else 0.0 for m in models]) * frac / 4096.0) * 4096.0
         self._versions = [w.version for w in self._workloads]
         self._start_text = [go_float(r.start_time) for r in rows]
         return self._arrays
