@@ -10,6 +10,7 @@ API itself. Both must work against one server.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -136,3 +137,17 @@ def test_field_selectors_filter_with_both_kubectls(env):
     out = kubectl(kc, "top", "pods", "--field-selector", "spec.nodeName=plain", binary=kubectl_127(), check=False)
     assert out.returncode != 0
     assert '"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"' in out.stderr
+
+
+def test_the_emulated_aggregator_lists_both_versions_v1_preferred(env):
+    kc = env.kubeconfig
+    groups = json.loads(kubectl(kc, "get", "--raw", "/apis").stdout)["groups"]
+    metrics = next(g for g in groups if g["name"] == "metrics.k8s.io")
+    assert [v["version"] for v in metrics["versions"]] == ["v1", "v1beta1"]
+    assert metrics["preferredVersion"]["version"] == "v1"
+    # kubectl 1.37 reads aggregated discovery (apidiscovery.k8s.io/v2) and shows the preferred version
+    table = rows(kubectl(kc, "api-resources", "--api-group=metrics.k8s.io", binary=kubectl_137()).stdout)
+    assert [(r[0], r[1]) for r in table[1:]] == [("nodes", "metrics.k8s.io/v1"), ("pods", "metrics.k8s.io/v1")]
+    for version in ("v1", "v1beta1"):
+        svc = json.loads(kubectl(kc, "get", "apiservice", f"{version}.metrics.k8s.io", "-o", "json").stdout)
+        assert any(c["type"] == "Available" and c["status"] == "True" for c in svc["status"]["conditions"])
