@@ -1,1 +1,1 @@
-"""The ``metrics.k8s.io/v1beta1`` API: objects index, REST resources, rendering, tables, discovery, OpenAPI."""
+"""The ``metrics.k8s.io`` API (v1 and v1beta1): objects index, REST resources, rendering, tables, discovery, OpenAPI."""

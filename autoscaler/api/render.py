@@ -301,14 +301,18 @@ def pod_rests(cols: PodUsageColumns, ts: TimeStrings) -> list[str]:
     times = _strings_of(cols.timestamp_us, lambda us: ts.time(us / 1_000_000))
     windows = _strings_of(cols.window_us, lambda us: ts.duration(us / 1_000_000))
     names = _NAMES
-    conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"' for n, c, m in
-             zip(cols.names, cpu_strings(cols.cpu_nanocores), memory_strings(cols.memory_bytes), strict=True)]
+    cpu, mem = cpu_strings(cols.cpu_nanocores), memory_strings(cols.memory_bytes)
     if cols.swap_bytes is None:
-        conts = [c + "}}" for c in conts]
-    else:  # only containers with swap get the key: their strings, formatted together, are spliced in
+        conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"}}}}'
+                 for n, c, m in zip(cols.names, cpu, mem, strict=True)]
+    else:  # only containers with swap get the key
         has = cols.swap_bytes >= 0
-        swap_s = iter(memory_strings(cols.swap_bytes[has]))
-        conts = [f'{c},"swap":"{next(swap_s)}"}}}}' if h else c + "}}" for c, h in zip(conts, has.tolist(), strict=True)]
+        swap: list[str | None] = memory_strings(np.where(has, cols.swap_bytes, 0))
+        if not has.all():
+            swap = [x if h else None for x, h in zip(swap, has.tolist(), strict=True)]
+        conts = [f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}","swap":"{w}"}}}}' if w is not None
+                 else f'{{"name":{names[n]},"usage":{{"cpu":"{c}","memory":"{m}"}}}}'
+                 for n, c, m, w in zip(cols.names, cpu, mem, swap, strict=True)]
     if len(conts) != len(cols):  # some pods have several containers: join each pod's
         off = cols.offsets.tolist()
         conts = [",".join(conts[a:b]) for a, b in pairwise(off)]
