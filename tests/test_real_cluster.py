@@ -231,6 +231,7 @@ def test_our_manifests_apply_with_server_dry_run_on_a_fresh_cluster(tier, tmp_pa
                                   timeout=60)
             assert proc.returncode == 0, proc.stderr
             assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io created (server dry run)" in proc.stdout
+            assert "apiservice.apiregistration.k8s.io/v1.metrics.k8s.io created (server dry run)" in proc.stdout
             assert "clusterrole.rbac.authorization.k8s.io/system:metrics-server created (server dry run)" in proc.stdout
     finally:
         loop.run(cp.stop(), timeout=60)
