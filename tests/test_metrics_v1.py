@@ -323,3 +323,60 @@ def test_scenario_swap_options_reach_the_node_and_the_kubelet():
                        ({"workloads": [{"name": "w", "load": {"swap": "lots"}}]}, "workloads[0].load.swap")):
         with pytest.raises(ScenarioError, match=field.replace("[", r"\[").replace("]", r"\]")):
             parse_scenario(bad)
+
+
+KUBELET_137_RESOURCE = """\
+# HELP container_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the container in core-seconds
+# TYPE container_cpu_usage_seconds_total counter
+container_cpu_usage_seconds_total{container="app",namespace="default",pod="web-0"} 12.5 1784540100000
+container_cpu_usage_seconds_total{container="log",namespace="default",pod="web-0"} 1.25 1784540100000
+# HELP container_memory_working_set_bytes [STABLE] Current working set of the container in bytes
+# TYPE container_memory_working_set_bytes gauge
+container_memory_working_set_bytes{container="app",namespace="default",pod="web-0"} 5.2527104e+07 1784540100000
+container_memory_working_set_bytes{container="log",namespace="default",pod="web-0"} 8.388608e+06 1784540100000
+# HELP container_start_time_seconds [STABLE] Start time of the container since unix epoch in seconds
+# TYPE container_start_time_seconds gauge
+container_start_time_seconds{container="app",namespace="default",pod="web-0"} 1.7845e+09
+container_start_time_seconds{container="log",namespace="default",pod="web-0"} 1.7845e+09
+# HELP container_swap_limit_bytes [ALPHA] Current amount of the container swap limit in bytes. Reported only on non-windows systems
+# TYPE container_swap_limit_bytes gauge
+container_swap_limit_bytes{container="app",namespace="default",pod="web-0"} 2.68435456e+08 1784540100000
+container_swap_limit_bytes{container="log",namespace="default",pod="web-0"} 0 1784540100000
+# HELP container_swap_usage_bytes [ALPHA] Current amount of the container swap usage in bytes. Reported only on non-windows systems
+# TYPE container_swap_usage_bytes gauge
+container_swap_usage_bytes{container="app",namespace="default",pod="web-0"} 3.3554432e+07 1784540100000
+# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds
+# TYPE node_cpu_usage_seconds_total counter
+node_cpu_usage_seconds_total 3000.5 1784540100000
+# HELP node_memory_working_set_bytes [STABLE] Current working set of the node in bytes
+# TYPE node_memory_working_set_bytes gauge
+node_memory_working_set_bytes 1.616273408e+09 1784540100000
+# HELP node_swap_usage_bytes [ALPHA] Current swap usage of the node in bytes. Reported only on non-windows systems
+# TYPE node_swap_usage_bytes gauge
+node_swap_usage_bytes 1.34217728e+08 1784540100000
+# HELP pod_swap_usage_bytes [ALPHA] Current amount of the pod swap usage in bytes. Reported only on non-windows systems
+# TYPE pod_swap_usage_bytes gauge
+pod_swap_usage_bytes{namespace="default",pod="web-0"} 3.3554432e+07 1784540100000
+# HELP scrape_error [ALPHA] 1 if there was an error while getting container metrics, 0 otherwise
+# TYPE scrape_error gauge
+scrape_error 0
+"""
+
+
+def test_a_137_kubelets_resource_body_with_swap_limits_and_a_container_without_swap():
+    """The limit family sits between start time and usage and is not usage; a container with no
+    usage series (here ``log``) has no swap, which the store keeps as "not reported"."""
+    batch = decode_resource(KUBELET_137_RESOURCE, "n1", T0)
+    assert batch.containers == ["app", "log"]
+    assert batch.swap[0] == 32 * MiB and np.isnan(batch.swap[1])
+    assert batch.node_swap == 128 * MiB and batch.memory.tolist() == [52527104.0, 8388608.0]
+    # the careful parser (an escaped label value forces it) agrees
+    slow = decode_resource(KUBELET_137_RESOURCE.replace('pod="web-0"}', 'pod="web-0",x="\\\\"}'), "n1", T0)
+    assert slow.swap[0] == 32 * MiB and np.isnan(slow.swap[1]) and slow.node_swap == 128 * MiB
+    store = WindowStore(resolution=15.0, history=60.0)
+    store.store(decode_resource(KUBELET_137_RESOURCE, "n1", T0))
+    store.store(decode_resource(KUBELET_137_RESOURCE.replace("12.5 ", "14 ").replace("1784540100000", "1784540115000")
+                                .replace("3000.5 ", "3010 "), "n1", T0 + 15))
+    (pod,) = store.pod_metrics([("default", "web-0")])
+    assert [(c.name, c.swap_bytes) for c in pod.containers] == [("app", 32 * MiB), ("log", None)]
+    assert store.node_metrics(["n1"])[0].swap_bytes == 128 * MiB
