@@ -101,7 +101,7 @@ def test_sim_up_rejects_a_bad_scenario_naming_the_field(tmp_path):
      "t.yaml: workloads[0].load.steps[0].at: invalid duration 'soon' (use seconds or Go syntax like 30s, 5m, 1h)"),
     ({"workloads": [{"name": "a", "load": {"kind": "constant", "cores": 1, "peak": 2}}]},
      "t.yaml: workloads[0].load.peak: unknown field; expected one of kind, noise, noiseSeed, noisePeriod, "
-     "startupCores, memory, cores"),
+     "startupCores, memory, swap, cores"),
     ({"nodes": [{"name": "n", "count": 2}]},
      "t.yaml: nodes[0].count: a node with a fixed name cannot have count > 1; use namePrefix"),
     ({"kubelet": {"faults": {"worker-1": "on-fire"}}},
