@@ -62,10 +62,10 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         ctx.load_verify_locations(cafile=opts.kubelet_certificate_authority)
     elif kube is not None and (ca := kube.ca_pem()):
         ctx.load_verify_locations(cadata=ca.decode())
-    cert = opts.kubelet_client_certificate or (kube.client_cert_file if kube else None)
-    key = opts.kubelet_client_key if opts.kubelet_client_certificate else (kube.client_key_file if kube else None)
-    if cert:
-        ctx.load_cert_chain(cert, key)
+    if opts.kubelet_client_certificate:
+        ctx.load_cert_chain(opts.kubelet_client_certificate, opts.kubelet_client_key)
+    elif kube is not None:
+        kube.load_client_cert(ctx)
     return ctx
 
 
@@ -101,12 +101,12 @@ class KubeletClient:
         return aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                      skip_auto_headers=("Accept-Encoding",), cookie_jar=aiohttp.DummyCookieJar())
 
-    def headers(self) -> dict[str, dict[str, str]]:
+    async def headers(self) -> dict[str, dict[str, str]]:
         """Per-cycle headers for each response format (``ACCEPT``'s keys): the token file is checked
         once per cycle, not per node."""
         common = dict(self._base_headers)
         if self.kube is not None and not self.opts.deprecated_kubelet_completely_insecure:
-            common.update(self.kube.auth_headers())
+            common.update(await self.kube.auth_headers_async())
         return {source: {**common, "Accept": accept} for source, accept in ACCEPT.items()}
 
     async def fetch(self, url: str | URL, headers: dict[str, str]) -> bytes:
