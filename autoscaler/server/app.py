@@ -28,13 +28,15 @@ from autoscaler.server.authn import Authenticator, Headers
 from autoscaler.server.authz import Authorizer, denial, request_attributes
 from autoscaler.server.health import HealthEndpoint
 from autoscaler.server.identity import UserInfo
-from autoscaler.server.selfmetrics import AUTHN_ATTEMPTS, AUTHZ_DECISIONS, REQUEST_DURATION, REQUESTS
+from autoscaler.server.selfmetrics import AUTHN_ATTEMPTS, AUTHZ_DECISIONS, REQUEST_DURATION, REQUESTS, request_labels
 
 log = structlog.get_logger(__name__)
 
 JSON = "application/json"
 PREFIX = f"/apis/{GROUP}/{VERSION}"
 KINDS = {"nodes": ("NodeMetrics", "NodeMetricsList"), "pods": ("PodMetrics", "PodMetricsList")}
+#: (group, version, resource) this server serves: the only values request metrics are labelled with
+SERVED_RESOURCES = frozenset((GROUP, VERSION, r) for r in KINDS)
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = JSON, headers: dict[str, str] | None = None
@@ -112,9 +114,10 @@ class MetricsServerApp:
             log.exception("request failed", path=path)
             resp = status_response(internal(str(exc)))
         elapsed = time.perf_counter() - start
-        res = attrs.resource if attrs.resource_request else ""
-        REQUESTS.labels(attrs.verb.upper(), attrs.api_group, attrs.api_version, res, str(resp.status)).inc()
-        REQUEST_DURATION.labels(attrs.verb.upper(), attrs.api_group, attrs.api_version, res).observe(elapsed)
+        labels = request_labels(attrs.verb, attrs.api_group, attrs.api_version,
+                                attrs.resource if attrs.resource_request else "", SERVED_RESOURCES)
+        REQUESTS.labels(*labels, str(resp.status)).inc()
+        REQUEST_DURATION.labels(*labels).observe(elapsed)
         log.debug("request", verb=attrs.verb, path=path, code=resp.status, user=user.name if user else None,
                   seconds=round(elapsed, 4))
         return resp
