@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="Minimum TLS version supported. (default VersionTLS12)")
     g.add_argument("--tls-cipher-suites", type=_csv, default=(),
                    help="Comma-separated list of cipher suites for the server (TLS 1.2; Go names). Default: OpenSSL's secure defaults.")
+    g.add_argument("--max-requests-inflight", type=int, default=400,
+                   help="The maximum number of requests in flight at a given time; more are refused with 429 "
+                        "before authentication (health probes are exempt). Zero means no limit. (default 400)")
     g.add_argument("--kubeconfig", default="",
                    help="The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets "
                         "(defaults to in-cluster config)")
@@ -221,6 +224,8 @@ async def build(args: argparse.Namespace) -> Runtime:
         raise StartupError(str(exc)) from exc
     if not 0 <= args.secure_port < 65536:
         raise StartupError(f"--secure-port {args.secure_port} is not a valid port")
+    if args.max_requests_inflight < 0:
+        raise StartupError(f"--max-requests-inflight {args.max_requests_inflight} must not be negative")
 
     try:
         tls = ServerTLS(serving_cert(args.tls_cert_file, args.tls_private_key_file, args.cert_dir),
@@ -271,7 +276,8 @@ async def build(args: argparse.Namespace) -> Runtime:
     ).endpoints()
     resources = MetricsResources(objects, storage, node_selector=parse_label_selector(options.node_selector),
                                  observe_freshness=FRESHNESS.observe_many)
-    app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry]).build()
+    app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry],
+                           max_in_flight=args.max_requests_inflight).build()
     rt.server = HTTPSServer(app, tls, args.bind_address, args.secure_port)
 
     # The ConfigMap is needed unless both trust roots came from flags (k8s' lookup rule).
