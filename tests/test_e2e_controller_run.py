@@ -10,6 +10,8 @@ wrote, and its own recommendation with the limiting rule.
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 
@@ -84,3 +86,21 @@ def test_run_active_scales_and_recommend_reports_it(env):
     text = generate_latest(server.rt.collector.registry).decode()
     assert "horizontal_pod_autoscaler_controller_reconciliations_total" in text
     assert 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"} 6.0' in text
+
+
+def test_stopping_releases_the_lease_at_once(env):
+    """SIGTERM's path (stop is set): stop serving, then the elector gives the Lease up before exit, so
+    a standby takes over without waiting out the lease duration."""
+    cluster, server = env
+    kc = cluster.kubeconfig
+
+    def holder() -> str:
+        lease = json.loads(kubectl(kc, "get", "lease", "-n", "kube-system", "autoscaler-hpa-controller",
+                                   "-o", "json").stdout)
+        return lease["spec"].get("holderIdentity") or ""
+
+    wait_for(lambda: holder() != "", 30, "the controller to hold the lease", interval=0.5)
+    # client-go's identity: hostname, underscore, a random UUID (two processes on one host differ)
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}_[0-9a-f-]{{36}}", holder()), holder()
+    assert server.stop() == 0
+    assert holder() == ""

@@ -6,12 +6,14 @@ environment it was started with, and prints the next ExecCredential from a queue
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,51 @@ def test_plugin_errors_surface_as_kubeconfig_errors(apiserver, tmp_path):
     with pytest.raises(KubeConfigError, match="no-such-plugin not found"):
         kube.auth_headers()
     assert os.environ.get("KUBERNETES_EXEC_INFO") is None
+
+
+async def test_a_slow_plugin_does_not_stop_the_event_loop(apiserver, tmp_path):
+    """While `aws eks get-token` & co. run, scraping, serving and lease renewal go on."""
+    token = kubectl(apiserver.kubeconfig, "create", "token", "default").stdout.strip()
+    plugin = Plugin(tmp_path, [cred(token=token)])
+    slow = tmp_path / "bin" / "slow-plugin"
+    slow.write_text(f"#!/bin/sh\nsleep 1\nexec {plugin.path} \"$@\"\n")
+    slow.chmod(0o755)
+    kube = load_kubeconfig(str(exec_kubeconfig(apiserver, tmp_path / "kubeconfig",
+                                               {**plugin.spec(), "command": str(slow)})))
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        last = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    stop = asyncio.Event()
+    tick = asyncio.create_task(ticker(stop))
+    await asyncio.sleep(0)
+    async with KubeClient(kube) as client:
+        ns = await client.get("/api/v1/namespaces/default")
+    stop.set()
+    await tick
+    assert ns["metadata"]["name"] == "default" and len(plugin.runs) == 1
+    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f}s while the plugin ran"
+
+
+def test_inline_client_keys_leave_no_files_behind(apiserver, tmp_path, monkeypatch):
+    """client-key-data and plugin-issued keys are loaded without a key file left on disk."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    kube = load_kubeconfig(str(apiserver.kubeconfig))
+    assert kube.client_cert_data and kube.client_key_data and not kube.client_cert_file
+    for _ in range(3):
+        ctx = kube.ssl_context()
+        assert ctx.cert_store_stats()["x509_ca"] >= 1
+    admin = yaml.safe_load(apiserver.kubeconfig.read_text())["users"][0]["user"]
+    pem = {k: base64.b64decode(admin[f"client-{k}-data"]).decode() for k in ("certificate", "key")}
+    plugin = Plugin(tmp_path, [cred(clientCertificateData=pem["certificate"], clientKeyData=pem["key"])])
+    kube = load_kubeconfig(str(exec_kubeconfig(apiserver, tmp_path / "kc", plugin.spec())))
+    kube.ssl_context()
+    kube.auth_headers()  # runs the plugin, which loads its certificate into the context
+    assert list((tmp_path / "tmp").iterdir()) == []

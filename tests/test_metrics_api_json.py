@@ -271,6 +271,31 @@ async def test_self_metrics_after_serving(api):
     assert 'apiserver_request_total{code="200",group="metrics.k8s.io",resource="pods",verb="LIST",version="v1beta1"}' in text
 
 
+def _request_series(text: str) -> set[str]:
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line.startswith("apiserver_request_total{")}
+
+
+async def test_made_up_paths_and_verbs_add_no_request_series(api):
+    """Anyone who reaches the port could otherwise grow /metrics without bound."""
+    srv = api.srv  # type: ignore[attr-defined]
+    await api(f"{API}/pods")
+    before = _request_series((await api("/metrics"))[2].decode())
+    anonymous = aiohttp.TCPConnector(ssl=srv.client_ssl())  # no front-proxy certificate: every request is a 401
+    async with aiohttp.ClientSession(connector=anonymous) as s:
+        for i in range(60):
+            async with s.get(f"{srv.url}/apis/made.up.{i}/v{i}/things{i}") as r:
+                assert r.status == 401
+    for i in range(30):
+        await api(f"/apis/metrics.k8s.io/v{i}alpha/nodes{i}")
+        await api(f"/apis/metrics.k8s.io/v1beta1/nodes{i}")
+        await api(f"{API}/pods", method=f"VERB{i}")
+    after = _request_series((await api("/metrics"))[2].decode())
+    added = after - before
+    assert not any("made.up" in s or "nodes1" in s or "VERB" in s for s in after)
+    assert all(('group="other"' in s and 'resource="other"' in s) or 'verb="other"' in s for s in added), added
+    assert len(added) <= 4, added  # a few (verb, code) combinations with "other", not one per path
+
+
 async def test_official_python_client_reads_node_and_pod_metrics(tmp_path):
     storage, index = reference_cluster()
     srv = await start_server(tmp_path, storage, index, clock=lambda: NOW)

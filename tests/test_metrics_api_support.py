@@ -133,7 +133,7 @@ async def start_server(tmp: Path, store: Any, index: ObjectIndex, *, trust: Trus
                        reviewer: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
                        token_reviewer: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
                        authorized_ttl: float = 10.0, unauthorized_ttl: float = 10.0,
-                       clock: Callable[[], float] | None = None) -> RunningServer:
+                       clock: Callable[[], float] | None = None, max_in_flight: int = 400) -> RunningServer:
     trust = trust or Trust(tmp)
     cert = serving_cert("", "", str(tmp / "certs"))
     serving_ca = cert.cert_file.read_bytes().split(b"-----END CERTIFICATE-----\n", 1)[1]
@@ -152,7 +152,7 @@ async def start_server(tmp: Path, store: Any, index: ObjectIndex, *, trust: Trus
         metadata_informer_synced=lambda: None,
         collection_timely=lambda: None,
     ).endpoints()
-    app = MetricsServerApp(resources, authn, authz, health).build()
+    app = MetricsServerApp(resources, authn, authz, health, max_in_flight=max_in_flight).build()
     server = HTTPSServer(app, tls, "127.0.0.1", 0)
     await server.start()
     return RunningServer(server, f"https://127.0.0.1:{server.port}", serving_ca, trust, authn, authz, tls, resources)

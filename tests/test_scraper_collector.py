@@ -420,3 +420,26 @@ def test_kubelet_urls_through_the_api_server_node_proxy():
     assert plain.source == "summary"
     with pytest.raises(ValueError, match="needs a client configuration"):
         Collector(ScrapeOptions(kubelet_via_apiserver=True), WindowStore(15, 900), None, nodes=list)
+
+
+async def test_kept_alive_kubelet_connections_use_small_tls_buffers_without_a_process_wide_patch(pki):
+    """256 KiB of asyncio read buffer per kept-alive kubelet connection would dominate memory at
+    thousands of nodes; the scraper shrinks its own connections', nobody else's."""
+    import asyncio.sslproto
+
+    from autoscaler.scraper.kubelet_client import SSL_READ_BUFFER
+
+    default = asyncio.sslproto.SSLProtocol.max_size
+    k = FakeKubelet("n")
+    await k.start(server_ctx(pki["serving"]))
+    try:
+        col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [k.node()], kube_for(pki))
+        assert (await col.scrape_cycle()).succeeded == 1
+        conns = [proto for protos in col.client._session.connector._conns.values() for proto, _ in protos]
+        assert conns, "the connection is kept alive for the next cycle"
+        buffers = {len(p.transport._ssl_protocol._ssl_buffer) for p in conns}
+        assert buffers == {SSL_READ_BUFFER}
+        assert (await col.scrape_cycle()).succeeded == 1  # reads through the small buffer work
+    finally:
+        await k.stop()
+    assert asyncio.sslproto.SSLProtocol.max_size == default > SSL_READ_BUFFER

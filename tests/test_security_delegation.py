@@ -21,6 +21,7 @@ import pytest
 from test_metrics_api_support import MetricsServerThread, run_args, wait_for
 
 from autoscaler.k8s.certs import CertPair, generate_ca, issue_cert
+from autoscaler.server.authn import Authenticator, Headers, RequestHeaderConfig
 from sim.cluster import run_in_thread
 from sim.scenario import parse_scenario
 
@@ -210,3 +211,31 @@ def test_rotated_front_proxy_ca_is_picked_up_from_the_configmap(env):
         cluster.call(lambda: rotate(previous))
         wait_for(lambda: request(server.port, NODES, cert=old_cert, headers=who)[0] == 200, 30,
                  "the original front-proxy CA to be trusted again")
+
+
+# -- the front-proxy CA check itself: an allowed CN is not enough -----------------------------------
+def _der(pair: CertPair) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return x509.load_pem_x509_certificate(pair.cert_pem).public_bytes(Encoding.DER)
+
+
+FORGED = Headers([("X-Remote-User", "kubernetes-admin"), ("X-Remote-Group", "system:masters")])
+
+
+@pytest.mark.parametrize("allowed", [("front-proxy-client",), ()], ids=["allowed-names", "no-allowed-names"])
+async def test_a_client_ca_certificate_named_like_the_proxy_is_not_a_proxy(allowed):
+    """Only the requestheader CA makes X-Remote-* trusted; a cluster-CA certificate with the proxy's
+    CN (easy to get: any CSR signer of the cluster CA) is that user and nothing more."""
+    front_proxy_ca, client_ca = generate_ca("front-proxy-ca"), generate_ca("kubernetes-ca")
+    rh = RequestHeaderConfig(ca_pem=front_proxy_ca.cert_pem, allowed_names=allowed,
+                             username_headers=("X-Remote-User",), group_headers=("X-Remote-Group",),
+                             extra_prefixes=("X-Remote-Extra-",), uid_headers=("X-Remote-Uid",))
+    authn = Authenticator(requestheader=rh, client_ca_pem=client_ca.cert_pem)
+    impostor = issue_cert(client_ca, "front-proxy-client", client=True)
+    user = await authn.authenticate(_der(impostor), FORGED, NODES)
+    assert user.name == "front-proxy-client" and "system:masters" not in user.groups
+    # the genuine proxy certificate, from the requestheader CA, is believed
+    proxy_user = await authn.authenticate(_der(issue_cert(front_proxy_ca, "front-proxy-client", client=True)),
+                                          FORGED, NODES)
+    assert proxy_user.name == "kubernetes-admin" and "system:masters" in proxy_user.groups

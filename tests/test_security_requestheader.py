@@ -7,6 +7,7 @@ from aiohttp clients with real certificates.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -144,3 +145,29 @@ async def test_client_certificates_signed_by_the_client_ca_are_users(server):
     # A front-proxy-CA certificate whose CN is not allowed cannot assert identities.
     rogue = issue_cert(srv.trust.front_proxy_ca, "not-the-proxy", client=True)
     assert (await _get(srv, NODES, proxy_headers("admin", ("system:masters",)), rogue))[0] == 401
+
+
+async def test_requests_past_max_in_flight_get_429_before_any_token_review(server):
+    """A flood of made-up bearer tokens must not become a flood of TokenReviews; probes still answer."""
+    release = asyncio.Event()
+
+    class SlowReviews(Reviews):
+        async def __call__(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+            self.bodies.append(body)
+            await release.wait()
+            return {**body, "status": {"authenticated": False}}
+
+    reviews = SlowReviews()
+    srv = await server(reviews, max_in_flight=3)
+    flood = [asyncio.create_task(_get(srv, "/apis/metrics.k8s.io/v1beta1/nodes",
+                                      [("Authorization", f"Bearer made-up-{i}")])) for i in range(12)]
+    deadline = asyncio.get_running_loop().time() + 10
+    while sum(t.done() for t in flood) < 9:
+        assert asyncio.get_running_loop().time() < deadline, "the surplus requests were not refused"
+        await asyncio.sleep(0.01)
+    refused = [t.result() for t in flood if t.done()]
+    assert all(code == 429 and body["reason"] == "TooManyRequests" for code, body in refused)
+    assert len(reviews.bodies) == 3
+    assert (await _get(srv, "/livez", []))[0] == 200  # probes are exempt
+    release.set()
+    assert [code for code, _ in await asyncio.gather(*flood)].count(401) == 3

@@ -60,7 +60,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._task: asyncio.Task | None = None
         self._seen: OrderedDict[tuple, _Seen] = OrderedDict()
-        self._buckets: dict[tuple, tuple[float, float]] = {}
+        self._buckets: OrderedDict[tuple, tuple[float, float]] = OrderedDict()
         self._similar: OrderedDict[tuple, tuple[float, set[str]]] = OrderedDict()
         self._names = 0
         self.written = 0
@@ -108,11 +108,12 @@ class EventRecorder:
     def _allow(self, obj_key: tuple, now: float) -> bool:
         tokens, last = self._buckets.get(obj_key, (float(SPAM_BURST), now))
         tokens = min(float(SPAM_BURST), tokens + (now - last) / SPAM_REFILL_SECONDS)
-        if tokens < 1:
-            self._buckets[obj_key] = (tokens, now)
-            return False
-        self._buckets[obj_key] = (tokens - 1, now)
-        return True
+        allowed = tokens >= 1
+        self._buckets[obj_key] = (tokens - 1 if allowed else tokens, now)
+        self._buckets.move_to_end(obj_key)
+        if len(self._buckets) > CACHE_SIZE:  # an LRU of CACHE_SIZE objects, as client-go's spam filter
+            self._buckets.popitem(last=False)
+        return allowed
 
     def _aggregate(self, agg_key: tuple, message: str, now: float) -> str:
         first, messages = self._similar.get(agg_key, (now, set()))

@@ -7,9 +7,11 @@ expiry. As client-go does: the command runs with the kubeconfig's ``args`` and e
 its credential is reused until ``expirationTimestamp`` or until the API server answers 401, and a
 missing command is reported with the kubeconfig's ``installHint``.
 
-Running the plugin blocks the caller (the protocol is a synchronous process call). It happens on
-the first request and again only when the credential expires or is rejected: typically every 15
-minutes to an hour.
+Running the plugin blocks the caller (the protocol is a synchronous process call), so async code
+asks :meth:`ExecPlugin.fresh` first and runs :meth:`ExecPlugin.credential` in a worker thread when
+a run is due (``KubeConfig.auth_headers_async``): the event loop keeps scraping, serving and
+renewing leases meanwhile. A run happens on the first request and again only when the credential
+expires or is rejected: typically every 15 minutes to an hour.
 """
 
 from __future__ import annotations
@@ -94,13 +96,17 @@ class ExecPlugin:
         self._lock = threading.Lock()
         self.runs = 0
 
+    def fresh(self) -> bool:
+        """Whether :meth:`credential` would answer from the cache, without running the command."""
+        cached = self._cached
+        return cached is not None and (cached.expires is None or self.clock() < cached.expires)
+
     def credential(self) -> ExecCredential:
         """The current credential: the cached one until it expires or is rejected, else a fresh run."""
         with self._lock:
-            cached = self._cached
-            if cached is not None and (cached.expires is None or self.clock() < cached.expires):
-                return cached
-            self._cached = self._run()
+            if not self.fresh():
+                self._cached = self._run()
+            assert self._cached is not None
             return self._cached
 
     def rejected(self, token: str | None = None) -> None:

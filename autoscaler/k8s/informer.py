@@ -130,8 +130,8 @@ class Informer:
         params.update({k: v for k, v in extra.items() if v not in (None, "")})
         return f"{self.kube.host}{self.path}?{urlencode(params)}"
 
-    def _headers(self, accept: str) -> dict[str, str]:
-        return {"Accept": accept, "User-Agent": "autoscaler-informer", **self.kube.auth_headers()}
+    async def _headers(self, accept: str) -> dict[str, str]:
+        return {"Accept": accept, "User-Agent": "autoscaler-informer", **await self.kube.auth_headers_async()}
 
     async def _error(self, resp: aiohttp.ClientResponse, headers: dict[str, str]) -> ApiRequestError:
         if resp.status == 401:
@@ -150,7 +150,7 @@ class Informer:
         accept = ACCEPT_METADATA_LIST if self.metadata_only else ACCEPT_JSON
         while True:
             url = self._query(limit=self.page_size, **{"continue": cont})
-            headers = self._headers(accept)
+            headers = await self._headers(accept)
             async with session.get(url, headers=headers) as resp:
                 if resp.status == 410:
                     raise _Gone  # continue token expired: start over
@@ -185,7 +185,7 @@ class Informer:
         url = self._query(watch="true", resourceVersion=self._rv, allowWatchBookmarks="true", timeoutSeconds=timeout)
         accept = ACCEPT_METADATA if self.metadata_only else ACCEPT_JSON
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout + 30)
-        headers = self._headers(accept)
+        headers = await self._headers(accept)
         async with session.get(url, headers=headers, timeout=client_timeout) as resp:
             if resp.status == 410:
                 raise _Gone

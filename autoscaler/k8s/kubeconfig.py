@@ -14,6 +14,7 @@ certificate for their next connections.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -49,6 +50,8 @@ class KubeConfig:
     token_file: str | None = None
     client_cert_file: str | None = None
     client_key_file: str | None = None
+    client_cert_data: bytes | None = None
+    client_key_data: bytes | None = None
     insecure: bool = False
     tls_server_name: str | None = None
     in_cluster: bool = False
@@ -57,7 +60,7 @@ class KubeConfig:
     _token_cache: tuple[str, float, float] | None = field(default=None, repr=False)  # (token, mtime, read at)
     # TLS contexts that carry the plugin's client certificate, and the certificate they carry
     _exec_contexts: weakref.WeakSet = field(default_factory=weakref.WeakSet, repr=False)
-    _exec_cert: bytes | None = field(default=None, repr=False)
+    _exec_cert: ExecCredential | None = field(default=None, repr=False)  # the one loaded into them
 
     # -- credentials ---------------------------------------------------------------------------
     def bearer_token(self) -> str | None:
@@ -87,6 +90,16 @@ class KubeConfig:
         token = self.bearer_token()
         return {"Authorization": f"Bearer {token}"} if token else {}
 
+    async def auth_headers_async(self) -> dict[str, str]:
+        """:meth:`auth_headers` for the event loop: a due exec-plugin run happens in a worker thread
+        (a renewed certificate is then loaded into the TLS contexts here, on the loop's thread)."""
+        if self.exec_plugin is not None and not self.exec_plugin.fresh():
+            try:
+                await asyncio.to_thread(self.exec_plugin.credential)
+            except ExecCredentialError as exc:
+                raise KubeConfigError(str(exc)) from None
+        return self.auth_headers()
+
     def unauthorized(self, headers: dict[str, str] | None = None) -> None:
         """A request with ``headers`` was answered 401: an exec credential is renewed before the next one."""
         if self.exec_plugin is not None:
@@ -100,8 +113,8 @@ class KubeConfig:
             cred = self.exec_plugin.credential()
         except ExecCredentialError as exc:
             raise KubeConfigError(str(exc)) from None
-        if cred.cert_pem and cred.cert_pem != self._exec_cert:
-            self._exec_cert = cred.cert_pem
+        if cred.cert_pem and (self._exec_cert is None or cred.cert_pem != self._exec_cert.cert_pem):
+            self._exec_cert = cred
             for ctx in list(self._exec_contexts):
                 self._load_exec_cert(ctx, cred)
         return cred
@@ -109,7 +122,22 @@ class KubeConfig:
     @staticmethod
     def _load_exec_cert(ctx: ssl.SSLContext, cred: ExecCredential) -> None:
         assert cred.cert_pem and cred.key_pem
-        ctx.load_cert_chain(_temp_file(cred.cert_pem, "exec-client.crt"), _temp_file(cred.key_pem, "exec-client.key"))
+        load_cert_chain_data(ctx, cred.cert_pem, cred.key_pem)
+
+    def load_client_cert(self, ctx: ssl.SSLContext) -> bool:
+        """Put the kubeconfig's client certificate (file or inline data) into ``ctx``; False if it has none."""
+        if self.client_cert_file and self.client_key_file:
+            ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        elif (self.client_cert_file or self.client_cert_data) and (self.client_key_file or self.client_key_data):
+            try:
+                cert = self.client_cert_data or Path(self.client_cert_file or "").read_bytes()
+                key = self.client_key_data or Path(self.client_key_file or "").read_bytes()
+            except OSError as exc:
+                raise KubeConfigError(f"cannot read client certificate or key: {exc}") from exc
+            load_cert_chain_data(ctx, cert, key)
+        else:
+            return False
+        return True
 
     def ca_pem(self) -> bytes | None:
         if self.ca_data:
@@ -137,59 +165,26 @@ class KubeConfig:
             ca = self.ca_pem()
             if ca:
                 ctx.load_verify_locations(cadata=ca.decode())
-        if self.client_cert_file:
-            ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        self.load_client_cert(ctx)
         if self.exec_plugin is not None:
-            cred = self._exec_credential()
-            if cred.cert_pem:
-                self._load_exec_cert(ctx, cred)
-                self._exec_contexts.add(ctx)
+            # The plugin runs on the first request's headers (off the event loop), which loads its
+            # certificate into every registered context; one already issued is loaded now.
+            self._exec_contexts.add(ctx)
+            if self._exec_cert is not None:
+                self._load_exec_cert(ctx, self._exec_cert)
         return ctx
 
-    def api_client(self) -> Any:
-        """A ``kubernetes.client.ApiClient`` with the same identity (token re-read on rotation)."""
-        from kubernetes import client
 
-        cfg = client.Configuration()
-        cfg.host = self.host
-        cfg.verify_ssl = not self.insecure
-        if self.ca_file:
-            cfg.ssl_ca_cert = self.ca_file
-        elif self.ca_data:
-            cfg.ssl_ca_cert = _temp_file(self.ca_data, "ca.crt")
-        if self.client_cert_file:
-            cfg.cert_file = self.client_cert_file
-            cfg.key_file = self.client_key_file
-        elif self.exec_plugin is not None and (cred := self._exec_credential()).cert_pem:
-            assert cred.key_pem
-            cfg.cert_file = _temp_file(cred.cert_pem, "exec-client.crt")
-            cfg.key_file = _temp_file(cred.key_pem, "exec-client.key")
-        if self.tls_server_name:
-            cfg.tls_server_name = self.tls_server_name
-        token = self.bearer_token()
-        if token:
-            cfg.api_key = {"authorization": token}
-            cfg.api_key_prefix = {"authorization": "Bearer"}
-            if self.token_file or self.exec_plugin is not None:
-                def refresh(conf: Any) -> None:
-                    conf.api_key = {"authorization": self.bearer_token() or ""}
-
-                cfg.refresh_api_key_hook = refresh
-        return client.ApiClient(cfg)
-
-
-_TEMP_FILES: dict[bytes, str] = {}
-
-
-def _temp_file(data: bytes, suffix: str) -> str:
-    """Embedded kubeconfig data written once to a private file (ssl and urllib3 want paths)."""
-    path = _TEMP_FILES.get(data)
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="autoscaler-", suffix="-" + suffix)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _TEMP_FILES[data] = path
-    return path
+def load_cert_chain_data(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """``ctx.load_cert_chain`` for in-memory PEM: ssl only reads paths, so the key goes to a private
+    directory for the duration of the call and is removed at once (nothing is left on disk)."""
+    with tempfile.TemporaryDirectory(prefix="autoscaler-") as tmp:
+        cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, data in ((cert, cert_pem), (key, key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(cert, key)
 
 
 def in_cluster_config(sa_dir: str = SERVICE_ACCOUNT_DIR, env: dict[str, str] | None = None) -> KubeConfig:
@@ -270,9 +265,8 @@ def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
         except ExecCredentialError as exc:
             raise KubeConfigError(str(exc)) from None
     cert_data, key_data = _data(user, "client-certificate-data", where), _data(user, "client-key-data", where)
-    cert_file = rel(user.get("client-certificate")) or (_temp_file(cert_data, "client.crt") if cert_data else None)
-    key_file = rel(user.get("client-key")) or (_temp_file(key_data, "client.key") if key_data else None)
-    if bool(cert_file) != bool(key_file):
+    cert_file, key_file = rel(user.get("client-certificate")), rel(user.get("client-key"))
+    if bool(cert_file or cert_data) != bool(key_file or key_data):
         raise KubeConfigError(f"{where}: client certificate and key must be given together")
     return KubeConfig(
         host=host.rstrip("/"),
@@ -282,6 +276,8 @@ def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
         token_file=rel(user.get("tokenFile")),
         client_cert_file=cert_file,
         client_key_file=key_file,
+        client_cert_data=cert_data,
+        client_key_data=key_data,
         insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
         tls_server_name=cluster.get("tls-server-name"),
         source=f"{path} (context {ctx_name})",

@@ -74,7 +74,7 @@ class KubeClient:
                       content_type: str = JSON) -> dict[str, Any]:
         """Send ``body`` (if any) as ``content_type``; the decoded JSON answer, or :class:`KubeError`."""
         try:
-            headers = {"Accept": JSON, **self.kube.auth_headers()}
+            headers = {"Accept": JSON, **await self.kube.auth_headers_async()}
         except KubeConfigError as exc:  # an exec credential plugin failed
             raise KubeError(0, "", f"{method} {path}: {exc}") from None
         if self.user_agent:

@@ -177,7 +177,7 @@ class Collector:
         for gone in self._known_nodes - names:
             self._forget(gone)
         self._known_nodes = {n for n in names if n}
-        headers = self.client.headers()
+        headers = await self.client.headers()
         outcomes: list[Outcome | None] = [None] * len(nodes)
         waves = [asyncio.ensure_future(self._scrape_wave(delay, [(i, nodes[i]) for i in members], headers, outcomes))
                  for delay, members in start_waves(len(nodes), self.options.scrape_wave_interval).items()]

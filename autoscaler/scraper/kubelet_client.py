@@ -9,9 +9,8 @@ HTTP and sends no credentials.
 
 from __future__ import annotations
 
-import asyncio
-import asyncio.sslproto
 import ssl
+from typing import Any
 
 import aiohttp
 import structlog
@@ -23,18 +22,28 @@ from autoscaler.scraper.options import ScrapeOptions
 log = structlog.get_logger(__name__)
 
 
-#: asyncio allocates (and zero-fills) a read buffer of ``SSLProtocol.max_size`` — 256 KiB — for every
+#: asyncio allocates (and zero-fills) a read buffer of ``SSLProtocol.max_size`` (256 KiB) for every
 #: TLS connection. Kept-alive connections to thousands of kubelets would then cost 256 KiB each,
 #: more than everything else per node together. TLS records carry at most 16 KiB, so a 16 KiB
-#: buffer costs only a few more (cheap) reads per response. Process-wide: every asyncio TLS
-#: connection in this process gets the smaller buffer.
+#: buffer costs only a few more (cheap) reads per response.
 SSL_READ_BUFFER = 16 * 1024
 
 
-def limit_ssl_read_buffer(size: int = SSL_READ_BUFFER) -> None:
-    proto = getattr(asyncio.sslproto, "SSLProtocol", None)
-    if proto is not None and getattr(proto, "max_size", 0) > size:
-        proto.max_size = size
+class _KubeletConnector(aiohttp.TCPConnector):
+    """Shrinks the TLS read buffer of its own connections only (never asyncio's process-wide default).
+
+    asyncio exposes no setting for it, so this reaches into the connection's SSLProtocol once the
+    handshake is done; should those internals change, connections keep the default buffer (memory
+    only, behaviour unchanged)."""
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        transport, proto = await super()._wrap_create_connection(*args, **kwargs)
+        ssl_proto = getattr(transport, "_ssl_protocol", None)
+        if ssl_proto is not None and len(getattr(ssl_proto, "_ssl_buffer", b"")) > SSL_READ_BUFFER:
+            ssl_proto.max_size = SSL_READ_BUFFER  # instance attribute: get_buffer() never grows past it
+            ssl_proto._ssl_buffer = bytearray(SSL_READ_BUFFER)
+            ssl_proto._ssl_buffer_view = memoryview(ssl_proto._ssl_buffer)
+        return transport, proto
 
 
 #: the Accept header per response format: Summary API JSON, or the Prometheus text of /metrics/resource
@@ -62,10 +71,10 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         ctx.load_verify_locations(cafile=opts.kubelet_certificate_authority)
     elif kube is not None and (ca := kube.ca_pem()):
         ctx.load_verify_locations(cadata=ca.decode())
-    cert = opts.kubelet_client_certificate or (kube.client_cert_file if kube else None)
-    key = opts.kubelet_client_key if opts.kubelet_client_certificate else (kube.client_key_file if kube else None)
-    if cert:
-        ctx.load_cert_chain(cert, key)
+    if opts.kubelet_client_certificate:
+        ctx.load_cert_chain(opts.kubelet_client_certificate, opts.kubelet_client_key)
+    elif kube is not None:
+        kube.load_client_cert(ctx)
     return ctx
 
 
@@ -75,7 +84,6 @@ class KubeletClient:
     def __init__(self, opts: ScrapeOptions, kube: KubeConfig | None, max_connections: int) -> None:
         self.opts = opts
         self.kube = kube
-        limit_ssl_read_buffer()
         self._ssl = kubelet_ssl_context(opts, kube)
         if opts.kubelet_insecure_tls:
             log.warning("kubelet serving certificates are NOT verified (--kubelet-insecure-tls); for testing only")
@@ -88,7 +96,7 @@ class KubeletClient:
         self._base_headers = {"User-Agent": "autoscaler-metrics-scraper"}
 
     def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
+        connector = _KubeletConnector(
             ssl=self._ssl,
             limit=self._max_connections,
             limit_per_host=0,
@@ -101,12 +109,12 @@ class KubeletClient:
         return aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
                                      skip_auto_headers=("Accept-Encoding",), cookie_jar=aiohttp.DummyCookieJar())
 
-    def headers(self) -> dict[str, dict[str, str]]:
+    async def headers(self) -> dict[str, dict[str, str]]:
         """Per-cycle headers for each response format (``ACCEPT``'s keys): the token file is checked
         once per cycle, not per node."""
         common = dict(self._base_headers)
         if self.kube is not None and not self.opts.deprecated_kubelet_completely_insecure:
-            common.update(self.kube.auth_headers())
+            common.update(await self.kube.auth_headers_async())
         return {source: {**common, "Accept": accept} for source, accept in ACCEPT.items()}
 
     async def fetch(self, url: str | URL, headers: dict[str, str]) -> bytes:

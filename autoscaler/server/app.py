@@ -23,18 +23,20 @@ from autoscaler.api.negotiation import DISCOVERY_V2, METADATA, TABLE, negotiate
 from autoscaler.api.render import GROUP, VERSIONS, single
 from autoscaler.api.resources import MetricsResources
 from autoscaler.api.tables import to_partial_metadata, to_table
-from autoscaler.k8s.status import ApiError, internal, method_not_allowed
+from autoscaler.k8s.status import ApiError, internal, method_not_allowed, too_many_requests
 from autoscaler.server.authn import Authenticator, Headers
-from autoscaler.server.authz import Authorizer, denial, request_attributes
+from autoscaler.server.authz import Attributes, Authorizer, denial, request_attributes
 from autoscaler.server.health import HealthEndpoint
 from autoscaler.server.identity import UserInfo
-from autoscaler.server.selfmetrics import AUTHN_ATTEMPTS, AUTHZ_DECISIONS, REQUEST_DURATION, REQUESTS
+from autoscaler.server.selfmetrics import AUTHN_ATTEMPTS, AUTHZ_DECISIONS, REQUEST_DURATION, REQUESTS, request_labels
 
 log = structlog.get_logger(__name__)
 
 JSON = "application/json"
 PREFIXES = tuple(f"/apis/{GROUP}/{v}" for v in VERSIONS)
 KINDS = {"nodes": ("NodeMetrics", "NodeMetricsList"), "pods": ("PodMetrics", "PodMetricsList")}
+#: (group, version, resource) this server serves: the only values request metrics are labelled with
+SERVED_RESOURCES = frozenset((GROUP, VERSION, r) for r in KINDS)
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = JSON, headers: dict[str, str] | None = None
@@ -69,13 +71,18 @@ class MetricsServerApp:
     """Builds the aiohttp application around the metrics resources and the security chain."""
 
     def __init__(self, resources: MetricsResources, authenticator: Authenticator, authorizer: Authorizer,
-                 health: dict[str, HealthEndpoint], *, registries: Sequence[CollectorRegistry] = ()):
+                 health: dict[str, HealthEndpoint], *, registries: Sequence[CollectorRegistry] = (),
+                 max_in_flight: int = 400):
         self.resources = resources
         self.authn = authenticator
         self.authz = authorizer
         self.health = health
         # Registries besides the default one whose families /metrics also exposes (the collector's).
         self.registries = list(registries)
+        # --max-requests-inflight: requests past it get 429 before any work (authentication
+        # included: a flood of made-up tokens would otherwise become a flood of TokenReviews)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self._security], client_max_size=1 << 20)
@@ -89,6 +96,22 @@ class MetricsServerApp:
         start = time.perf_counter()
         path = request.path
         attrs = request_attributes(request.method, path, request.query)
+        # probes are exempt, as kube-apiserver's priority and fairness exempts them
+        limited = self.max_in_flight > 0 and path.strip("/").split("/", 1)[0] not in self.health
+        if limited and self.in_flight >= self.max_in_flight:
+            resp = status_response(too_many_requests())
+            resp.headers["Retry-After"] = "1"
+            self._count(attrs, resp.status, start)
+            return resp
+        self.in_flight += limited
+        try:
+            return await self._secured(request, handler, attrs, start)
+        finally:
+            self.in_flight -= limited
+
+    async def _secured(self, request: web.Request, handler: Callable[..., Any], attrs: Attributes,
+                       start: float) -> web.StreamResponse:
+        path = request.path
         user: UserInfo | None = None
         try:
             try:
@@ -111,13 +134,19 @@ class MetricsServerApp:
         except Exception as exc:  # one broken request never takes the server down
             log.exception("request failed", path=path)
             resp = status_response(internal(str(exc)))
-        elapsed = time.perf_counter() - start
-        res = attrs.resource if attrs.resource_request else ""
-        REQUESTS.labels(attrs.verb.upper(), attrs.api_group, attrs.api_version, res, str(resp.status)).inc()
-        REQUEST_DURATION.labels(attrs.verb.upper(), attrs.api_group, attrs.api_version, res).observe(elapsed)
+        elapsed = self._count(attrs, resp.status, start)
         log.debug("request", verb=attrs.verb, path=path, code=resp.status, user=user.name if user else None,
                   seconds=round(elapsed, 4))
         return resp
+
+    @staticmethod
+    def _count(attrs: Attributes, code: int, start: float) -> float:
+        elapsed = time.perf_counter() - start
+        labels = request_labels(attrs.verb, attrs.api_group, attrs.api_version,
+                                attrs.resource if attrs.resource_request else "", SERVED_RESOURCES)
+        REQUESTS.labels(*labels, str(code)).inc()
+        REQUEST_DURATION.labels(*labels).observe(elapsed)
+        return elapsed
 
     # -- routing -------------------------------------------------------------------------------
 

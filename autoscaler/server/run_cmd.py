@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="Minimum TLS version supported. (default VersionTLS12)")
     g.add_argument("--tls-cipher-suites", type=_csv, default=(),
                    help="Comma-separated list of cipher suites for the server (TLS 1.2; Go names). Default: OpenSSL's secure defaults.")
+    g.add_argument("--max-requests-inflight", type=int, default=400,
+                   help="The maximum number of requests in flight at a given time; more are refused with 429 "
+                        "before authentication (health probes are exempt). Zero means no limit. (default 400)")
     g.add_argument("--kubeconfig", default="",
                    help="The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets "
                         "(defaults to in-cluster config)")
@@ -148,6 +151,9 @@ class Runtime:
 #: every scrape's garbage is freed by reference counting anyway. Measured (bench/bench_scrape.py,
 #: 1,000 nodes): about 8% less collector CPU per node-cycle.
 GC_THRESHOLDS = (20_000, 20, 100)
+#: how long components get to stop by themselves after SIGTERM, well inside a Pod's default
+#: 30 s terminationGracePeriodSeconds
+SHUTDOWN_GRACE = 15.0
 
 
 def tune_gc() -> None:
@@ -218,6 +224,8 @@ async def build(args: argparse.Namespace) -> Runtime:
         raise StartupError(str(exc)) from exc
     if not 0 <= args.secure_port < 65536:
         raise StartupError(f"--secure-port {args.secure_port} is not a valid port")
+    if args.max_requests_inflight < 0:
+        raise StartupError(f"--max-requests-inflight {args.max_requests_inflight} must not be negative")
 
     try:
         tls = ServerTLS(serving_cert(args.tls_cert_file, args.tls_private_key_file, args.cert_dir),
@@ -268,7 +276,8 @@ async def build(args: argparse.Namespace) -> Runtime:
     ).endpoints()
     resources = MetricsResources(objects, storage, node_selector=parse_label_selector(options.node_selector),
                                  observe_freshness=FRESHNESS.observe_many)
-    app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry]).build()
+    app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry],
+                           max_in_flight=args.max_requests_inflight).build()
     rt.server = HTTPSServer(app, tls, args.bind_address, args.secure_port)
 
     # The ConfigMap is needed unless both trust roots came from flags (k8s' lookup rule).
@@ -357,9 +366,14 @@ async def serve(rt: Runtime) -> int:
     rt.shutting_down = True
     sync.cancel()
     stopper.cancel()
-    await rt.server.stop()
-    for t in tasks:
-        t.cancel()
+    await rt.server.stop()  # stop accepting; in-flight requests drain
+    # Components see `stop` and wind down on their own (the controller releases its Lease, so a
+    # standby leads at once); only those still running after the grace period are cancelled.
+    if tasks:
+        _, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+        for t in late:
+            log.warning("component did not stop in time; cancelling it", component=tasks[t].name)
+            t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for close in rt.closers:
         await close()

@@ -3,7 +3,9 @@
 ``metrics_server_api_metric_freshness_seconds`` keeps metrics-server's name and buckets
 (1·1.364^k, 20 buckets); it is observed once per served item, so it is a numpy-backed
 collector (one vectorised ``searchsorted`` per request rather than 30,000 observe() calls).
-The request, authentication and authorization families follow k8s.io/apiserver's names.
+The request, authentication and authorization families follow k8s.io/apiserver's names; like
+kube-apiserver, request labels take only values the server knows (served group/version/resource,
+canonical verbs), anything else becomes ``other``, so made-up paths cannot add series.
 The scraper and storage families (``metrics_server_kubelet_*``, ``metrics_server_storage_points``,
 ``metrics_server_manager_tick_duration_seconds``) are registered by the scraper/storage modules.
 """
@@ -11,7 +13,7 @@ The scraper and storage families (``metrics_server_kubelet_*``, ``metrics_server
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import numpy as np
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -19,6 +21,24 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 FRESHNESS_BUCKETS = np.array([1.364**k for k in range(20)])
+#: label value for a verb, group, version or resource the server does not serve (apiserver's "other")
+OTHER = "other"
+#: request verbs as k8s.io/apiserver reports them (its validRequestMethods, upper-cased)
+VERBS = frozenset({"APPLY", "CONNECT", "CREATE", "DELETE", "DELETECOLLECTION", "GET", "LIST", "PATCH", "POST",
+                   "PROXY", "PUT", "UPDATE", "WATCH", "WATCHLIST", "HEAD", "OPTIONS"})
+
+
+def request_labels(verb: str, group: str, version: str, resource: str,
+                   served: Collection[tuple[str, str, str]]) -> tuple[str, str, str, str]:
+    """(verb, group, version, resource) labels for one request; values outside ``served`` (group,
+    version, resource triples) and unknown verbs become :data:`OTHER`. Non-resource requests
+    (empty group/version/resource) keep their empty values."""
+    verb = verb.upper()
+    if verb not in VERBS:
+        verb = OTHER
+    if (group or version or resource) and (group, version, resource) not in served:
+        group = version = resource = OTHER
+    return verb, group, version, resource
 
 
 class FreshnessHistogram(Collector):
