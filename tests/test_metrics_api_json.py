@@ -269,6 +269,9 @@ async def test_self_metrics_after_serving(api):
     assert code == 200 and ctype.startswith("text/plain")
     assert "metrics_server_api_metric_freshness_seconds_bucket" in text
     assert 'apiserver_request_total{code="200",group="metrics.k8s.io",resource="pods",verb="LIST",version="v1beta1"}' in text
+    await api("/apis/metrics.k8s.io/v1/pods")
+    text = (await api("/metrics"))[2].decode()
+    assert 'apiserver_request_total{code="200",group="metrics.k8s.io",resource="pods",verb="LIST",version="v1"}' in text
 
 
 def _request_series(text: str) -> set[str]:

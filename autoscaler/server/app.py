@@ -36,7 +36,7 @@ JSON = "application/json"
 PREFIXES = tuple(f"/apis/{GROUP}/{v}" for v in VERSIONS)
 KINDS = {"nodes": ("NodeMetrics", "NodeMetricsList"), "pods": ("PodMetrics", "PodMetricsList")}
 #: (group, version, resource) this server serves: the only values request metrics are labelled with
-SERVED_RESOURCES = frozenset((GROUP, VERSION, r) for r in KINDS)
+SERVED_RESOURCES = frozenset((GROUP, v, r) for v in VERSIONS for r in KINDS)
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = JSON, headers: dict[str, str] | None = None
