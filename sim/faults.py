@@ -6,7 +6,8 @@ certificate or rewrite a response), forwards each request to the upstream over a
 connection with ``Connection: close`` and relays the answer, unless a fault says otherwise.
 
 Faults (:data:`KINDS`), each a :class:`Rule` that can be limited to some methods, a path pattern,
-a number of requests (``count``) or a time (``duration``):
+a number of requests (``count``) or a time (``duration``); ``on_hit`` runs on the proxy's loop just
+before a fault answers (a test makes a concurrent change exactly then):
 
 ==============  ===================================================================================
 ``hang``        accept and read the request, answer nothing until the rule ends (then serve it)
@@ -37,6 +38,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ class Rule:
     size: int = 64
     count: int | None = None
     duration: float | None = None
+    on_hit: Callable[[Request], None] | None = None
     started: float = field(default_factory=time.monotonic)
     hits: int = 0
 
@@ -249,6 +252,8 @@ class FaultProxy:
             await self._forward(req, writer)  # nothing to expire
             return
         self._count(rule)
+        if rule.on_hit is not None:
+            rule.on_hit(req)
         await self._fault(rule, req, reader, writer)
 
     async def _fault(self, rule: Rule, req: Request, reader: asyncio.StreamReader,

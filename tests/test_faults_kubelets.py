@@ -143,7 +143,7 @@ def test_faulty_kubelets_only_hide_themselves_and_never_cause_a_scale(env):
     wait_for(lambda: served_nodes(kc) == expect_nodes and served_pods(kc) == set(where) - hidden,
              40, "every node and pod but the hung kubelet's to be served")
 
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     for node, fault in FAULTS.items():
         if fault is not None:
             proxies[node].set(fault[0], **fault[1])
@@ -154,10 +154,8 @@ def test_faulty_kubelets_only_hide_themselves_and_never_cause_a_scale(env):
     wait_for(settled, HIDDEN_WITHIN + 5, "the failing kubelets' nodes to disappear from the metrics API")
     assert time.monotonic() - started <= HIDDEN_WITHIN
 
-    # one more scrape with every fault on: healthy nodes and their pods are served, the others' are not
-    cycle = server.rt.collector.last_cycle
-    wait_for(lambda: server.rt.collector.last_cycle is not cycle and server.rt.collector.last_cycle.started > started,
-             2 * RESOLUTION, "a scrape cycle with every fault on")
+    # the latest scrape ran with every fault on (hiding a node takes more than one failed scrape)
+    assert server.rt.collector.last_cycle.started > started_wall
     errors = server.rt.collector.last_cycle.errors
     for node, text in ERRORS.items():
         assert node in errors and text in errors[node], (node, errors.get(node))
