@@ -131,6 +131,8 @@ def health(port: int, path: str) -> int:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
+    except OSError:  # not listening (yet)
+        return 0
 
 
 def test_faulty_kubelets_only_hide_themselves_and_never_cause_a_scale(env):
