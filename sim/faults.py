@@ -407,10 +407,7 @@ def _object_of(target: str) -> str:
     """``/apis/apps/v1/namespaces/default/deployments/web/scale`` → ``deployments.apps "web"``."""
     parts = urlsplit(target).path.strip("/").split("/")
     group = parts[1] if parts[0] == "apis" and len(parts) > 1 else ""
-    if "namespaces" in parts:
-        i = parts.index("namespaces") + 2
-    else:
-        i = 3 if parts[0] == "apis" else 2
+    i = parts.index("namespaces") + 2 if "namespaces" in parts else 3 if parts[0] == "apis" else 2
     resource = parts[i] if len(parts) > i else "objects"
     name = parts[i + 1] if len(parts) > i + 1 else ""
     return f'{resource}{"." + group if group else ""} "{name}"'

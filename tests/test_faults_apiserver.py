@@ -20,7 +20,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 from test_faults_kubelets import health, raw, replicas
 from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
 
