@@ -11,7 +11,8 @@ before a fault answers (a test makes a concurrent change exactly then):
 
 ==============  ===================================================================================
 ``hang``        accept and read the request, answer nothing until the rule ends (then serve it)
-``reset``       relay the response head and half the body, then reset the connection (RST)
+``reset``       relay the response head and half the body, then reset the connection (RST); like
+                ``truncated`` it reads the whole upstream answer first (not for watches)
 ``slow``        drip the response, ``size`` bytes every ``delay`` seconds
 ``garbage``     ``200 OK`` with a body no parser understands
 ``huge``        ``200 OK`` streaming ``size`` bytes without a Content-Length
@@ -254,10 +255,9 @@ class FaultProxy:
         self._count(rule)
         if rule.on_hit is not None:
             rule.on_hit(req)
-        await self._fault(rule, req, reader, writer)
+        await self._fault(rule, req, writer)
 
-    async def _fault(self, rule: Rule, req: Request, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _fault(self, rule: Rule, req: Request, writer: asyncio.StreamWriter) -> None:
         kind = rule.kind
         if kind == "hang":
             while rule in self.rules and rule.active():
