@@ -3,8 +3,8 @@
 `autoscaler run` (a real subprocess, HPA controller in active mode) against an emulated cluster,
 with :mod:`sim.faults` proxies in front of kubelets and of the API server, and leader fail-over
 between replicas. Per fault: ``survived`` (the process is up, /livez and /readyz answer 200),
-``healthy_nodes_served`` (nodes the metrics API serves that should be), ``wrong_scales`` (replica
-writes the HPA should not have made: must be 0), and ``recovery_s`` (kubelet faults: until the
+``healthy_nodes_served`` (nodes the metrics API serves that should be), ``wrong_scales`` (changes
+of the replicas of an HPA target sitting at its target: must be 0), and ``recovery_s`` (kubelet faults: until the
 node is served again after the fault ends; API-server faults: until a pod created during the
 outage is served, which includes its first two scrapes; fail-over: until a standby holds the
 Lease). Takes about four minutes.
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import structlog
 
 from sim.autoscaler_proc import start_autoscaler
 from sim.cluster import ClusterThread, run_in_thread
@@ -86,9 +88,13 @@ def served_pods(c: ClusterThread) -> set[str]:
 
 
 def record_replicas(c: ClusterThread, name: str) -> list[int]:
+    """Every change of the Deployment's spec.replicas from now on."""
     written: list[int] = []
-    c.call(lambda: c.store.subscribe("deployments.apps", lambda t, o, old: written.append(o["spec"]["replicas"])
-                                     if o["metadata"]["name"] == name else None))
+
+    def on(_t: str, o: dict, old: dict | None) -> None:
+        if o["metadata"]["name"] == name and old is not None and old["spec"]["replicas"] != o["spec"]["replicas"]:
+            written.append(o["spec"]["replicas"])
+    c.call(lambda: c.store.subscribe("deployments.apps", on))
     return written
 
 
@@ -236,6 +242,7 @@ def main() -> None:
     parser.add_argument("--only", default="kubelets,apiserver,leader")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))  # JSON alone on stdout
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as d:
         for part in args.only.split(","):
