@@ -45,12 +45,12 @@ async def test_work_queue_keeps_its_cadence_across_a_wall_clock_step(step: float
         await asyncio.sleep(0.1)
         wall.offset += step  # the wall clock jumps while both are waiting
         key, waited = await _next(queue, 3.0)
-        assert key == "default/web" and 0.3 <= waited <= 0.8, (key, waited)
+        assert key == "default/web" and 0.3 <= waited <= 1.2, (key, waited)
         key, waited = await _next(queue, 3.0)
-        assert key == "default/api" and 0.1 <= waited <= 0.6, (key, waited)
+        assert key == "default/api" and 0.1 <= waited <= 1.0, (key, waited)
         # the next period after the step is a period too
         queue.add_after("default/web", 0.5)
         key, waited = await _next(queue, 3.0)
-        assert key == "default/web" and 0.4 <= waited <= 0.9, (key, waited)
+        assert key == "default/web" and 0.4 <= waited <= 1.3, (key, waited)
     finally:
         await queue.shutdown()
