@@ -139,6 +139,7 @@ def _selectors():
     def run(data: bytes) -> None:
         label, _, fields = _text(data).partition("\0")
         labels, fsel = parse_selectors(label or None, fields or None)
+        labels.matches({"app": "web"})
         fsel.matches({"metadata.name": "web-0", "metadata.namespace": "default"})
 
     return run, (ApiError,)
