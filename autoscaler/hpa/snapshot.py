@@ -121,6 +121,10 @@ def parse_documents(text: str) -> list[dict[str, Any]]:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:
             raise InputError(f"snapshot is neither JSON nor YAML: {str(e).splitlines()[0]}") from None
+        except RecursionError:
+            raise InputError("snapshot is not valid YAML: nested too deeply") from None
+    except RecursionError:
+        raise InputError("snapshot is not valid JSON: nested too deeply") from None
     objects: list[dict[str, Any]] = []
     for i, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
