@@ -110,8 +110,11 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
             mem = c.get("memory")
             v = mem.get("workingSetBytes") if type(mem) is dict else None
             mems.append(v if type(v) is int and v >= 0 else -1)
-    cpu_ns = np.array(cpus, dtype=np.int64)
-    mem_a = np.array(mems, dtype=np.float64)
+    try:
+        cpu_ns = np.array(cpus, dtype=np.int64)
+        mem_a = np.array(mems, dtype=np.float64)
+    except OverflowError:
+        raise DecodeError("summary: a container's usageCoreNanoSeconds or workingSetBytes is out of range") from None
     missing_cpu = cpu_ns < 0
     batch = NodeBatch(
         node=node,
@@ -128,6 +131,8 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
     if node_doc:
         cpu, mem = node_doc.get("cpu"), node_doc.get("memory")
         ncpu, nmem = _counter(cpu, "usageCoreNanoSeconds"), _counter(mem, "workingSetBytes")
+        if ncpu >= 1 << 63 or nmem >= 1 << 63:
+            raise DecodeError("summary: the node's usageCoreNanoSeconds or workingSetBytes is out of range")
         ts = rfc3339(cpu.get("time"), cache) if isinstance(cpu, dict) else _NAN
         if ncpu >= 0 and nmem >= 0 and ts == ts:
             batch.node_cpu, batch.node_cpu_ns = ncpu / 1e9, ncpu
