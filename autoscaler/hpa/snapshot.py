@@ -264,8 +264,12 @@ def build_inputs(objects: list[dict[str, Any]], hpa_ref: str | None) -> ExplainI
     """Pick the subject HPA and assemble everything :func:`decide` needs from the snapshot."""
     hpas = []
     for obj in objects:
-        if _is_hpa(obj):
-            hpas.append(hpa_v1_to_v2(obj) if obj.get("apiVersion") == "autoscaling/v1" else obj)
+        if _is_hpa(obj) and obj.get("apiVersion") == "autoscaling/v1":
+            v2 = hpa_v1_to_v2(obj)  # fields restored from annotations get the same type checks
+            _check_shape(v2, f"HorizontalPodAutoscaler {_ns(v2)}/{_name(v2)}")
+            hpas.append(v2)
+        elif _is_hpa(obj):
+            hpas.append(obj)
     if not hpas:
         raise InputError("snapshot holds no HorizontalPodAutoscaler (apiVersion autoscaling/v2)")
     if hpa_ref:
