@@ -123,7 +123,13 @@ def _check_structure(doc: Any, size: int) -> Any:
         if isinstance(node, dict | list):
             if depth > MAX_DEPTH:
                 raise st.bad_request(f"the object provided is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(node, dict) and not all(isinstance(k, str) for k in node):
+                bad = next(k for k in node if not isinstance(k, str))
+                raise st.bad_request(f"error converting YAML to JSON: map key {bad!r} is not a string")
             stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+        elif not isinstance(node, str | int | float | None):  # YAML dates, !!binary, !!set
+            raise st.bad_request(f"error converting YAML to JSON: {type(node).__name__} values are not supported "
+                                 f"(quote the value)")
     return doc
 
 
