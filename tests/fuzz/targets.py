@@ -31,6 +31,10 @@ class Crash(AssertionError):
     """The parser failed in a way a caller cannot turn into a clear error."""
 
 
+class InvalidHPA(ValueError):
+    """validate_hpa's field errors, as the API server's 422 would list them."""
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -43,20 +47,22 @@ class Target:
     header: bool = False
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def load(self) -> Callable[[bytes], None]:
-        """The checked entry point: returns on success or a clear error, raises on a crash."""
+    def outcome(self, data: bytes) -> BaseException | None:
+        """The clear error ``data`` ends in (None when it parses); anything else propagates as a crash."""
         if "fn" not in self._cache:
-            fn, accepted = self.build()
+            self._cache["fn"], self._cache["accepted"] = self.build()
+        try:
+            self._cache["fn"](data)
+        except self._cache["accepted"] as exc:
+            if not str(exc).strip():
+                raise Crash(f"{type(exc).__name__} without a message") from exc
+            return exc
+        return None
 
-            def checked(data: bytes) -> None:
-                try:
-                    fn(data)
-                except accepted as exc:
-                    if not str(exc).strip():
-                        raise Crash(f"{type(exc).__name__} without a message") from exc
-
-            self._cache["fn"] = checked
-        return self._cache["fn"]
+    def load(self) -> Callable[[bytes], None]:
+        """The checked entry point for libFuzzer: returns on success or a clear error, raises on a crash."""
+        self.outcome(b"")  # import (and let atheris instrument) the parser modules now
+        return self.outcome
 
     def seeds(self) -> list[Path]:
         d = SEEDS / self.name
@@ -158,12 +164,13 @@ def _hpa():
             return  # the API server refuses it before validation
         if not isinstance(obj, dict):
             return
-        # The API server (and replay, sweep) validate; only valid specs reach compile_hpa.
-        if not validate_hpa(copy.deepcopy(obj)):
-            compile_hpa(obj)
         validate_hpa(obj, scale_to_zero=True, configurable_tolerance=False, old=obj)
+        # The API server (and replay, sweep) validate; only valid specs reach compile_hpa.
+        if problems := validate_hpa(copy.deepcopy(obj)):
+            raise InvalidHPA("; ".join(f"{path}: {msg}" for path, msg in problems))
+        compile_hpa(obj)
 
-    return run, ()
+    return run, (InvalidHPA,)
 
 
 def _explain_snapshot():
@@ -207,12 +214,16 @@ def _exec_credential():
                for v in ("client.authentication.k8s.io/v1beta1", "client.authentication.k8s.io/v1")]
 
     def run(data: bytes) -> None:
+        errors = []
         for p in plugins:
             try:
                 p._parse(data)
             except ExecCredentialError as exc:
-                if not str(exc).strip():
-                    raise
+                errors.append(exc)
+        if any(not str(e).strip() for e in errors):
+            raise Crash("ExecCredentialError without a message")
+        if len(errors) == len(plugins):  # each plugin version refused it
+            raise errors[0]
 
     return run, (ExecCredentialError,)
 
