@@ -128,8 +128,8 @@ def run_target(target: Target, runs: int, out: Path, timeout: int, quiet: bool) 
 
 def replay(path: Path, name: str) -> int:
     """Run one saved input through a target without libFuzzer; prints the traceback of a crash."""
-    TARGETS[name].load()(path.read_bytes())
-    print(f"{path}: {name} handled it (clear error or success)")
+    error = TARGETS[name].outcome(path.read_bytes())
+    print(f"{path}: {name}: " + (f"clear error {type(error).__name__}: {error}" if error else "parsed"))
     return 0
 
 
