@@ -259,6 +259,7 @@ def _apiserver_patch():
 
 
 def _apiserver_body():
+    import sim.apiserver.protobuf  # noqa: F401  decode_body imports it lazily; now, so atheris instruments it
     from autoscaler.k8s.status import ApiError
     from sim.apiserver.negotiate import decode_body
 
