@@ -378,24 +378,3 @@ def mutate(target: Target, data: bytes, rng: random.Random) -> bytes | None:
         doc = mutate_json(doc, rng)
     return head + json.dumps(doc, separators=(",", ":"), ensure_ascii=rng.random() < 0.5).encode()
 
-
-def byte_mutate(data: bytes, rng: random.Random, max_len: int) -> bytes:
-    """A plain mutator for runs without libFuzzer (the short test run): flips, inserts, cuts, splices."""
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(5)
-        pos = rng.randrange(len(b) + 1)
-        if op == 0 and b:
-            b[min(pos, len(b) - 1)] ^= 1 << rng.randrange(8)
-        elif op == 1:
-            b[pos:pos] = rng.choice([b"\\", b'"', b"{", b"[", b"}", b"]", b"\n", b" ", b"0", b"-", b"e9",
-                                     b",", b"=", b"(", b"\x00", b"\xff", b"!", b":", b"&"])
-        elif op == 2 and b:
-            end = min(len(b), pos + rng.randint(1, 16))
-            del b[pos:end]
-        elif op == 3 and b:
-            start = rng.randrange(len(b))
-            b[pos:pos] = b[start:start + rng.randint(1, 32)]
-        else:
-            b[pos:pos] = str(rng.choice([0, -1, 2**63, 1e309, 10**20])).encode()
-    return bytes(b[:max_len])
