@@ -12,6 +12,7 @@ imported lazily in :meth:`Target.load` so atheris can instrument them as they lo
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
@@ -87,6 +88,7 @@ def _scratch_file(suffix: str, data: bytes) -> str:
     if path is None:
         fd, path = tempfile.mkstemp(prefix="fuzz-", suffix=suffix)
         os.close(fd)
+        atexit.register(os.unlink, path)  # libFuzzer's exit skips this; bench/fuzz.py removes its TMPDIR
         _SCRATCH[suffix] = path
     with open(path, "wb") as f:
         f.write(data)
