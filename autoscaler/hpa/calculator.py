@@ -289,6 +289,8 @@ def _utilization_math(n_ready: int, usage_total: int, request_total: int, n_unre
     paths); returns upstream's error text instead when it fails. ``info`` is only filled if wanted."""
     if request_total == 0:
         return "no metrics returned matched known pods"
+    if target_util <= 0:  # the API server refuses these; an offline snapshot may still hold one
+        return f"invalid target utilization {target_util}: must be greater than 0"
     utilization = _cap_int32((usage_total * 100) // request_total)
     ratio = utilization / target_util
     raw_average = usage_total // n_ready

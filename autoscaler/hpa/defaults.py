@@ -53,6 +53,8 @@ def default_behavior_rules(rules: dict[str, Any] | None, direction: str) -> dict
     ``policies`` list, even an empty one, replaces the default list. ``tolerance`` has no default.
     """
     base = DEFAULT_SCALE_UP_RULES if direction == "scaleUp" else DEFAULT_SCALE_DOWN_RULES
+    if rules is not None and not isinstance(rules, dict):
+        return rules  # left for validation to report ("must be an object")
     out = _copy(base)
     if rules is None:
         return out
@@ -185,9 +187,30 @@ def _validate_identifier(errs: list[tuple[str, str]], ident: Any, path: str) -> 
     name = ident.get("name") or ""
     if not name:
         errs.append((f"{path}.name", _required("must specify a metric name")))
+    elif not isinstance(name, str):
+        errs.append((f"{path}.name", _invalid(name, "must be a string")))
     else:
         for msg in _path_segment_errors(str(name)):
             errs.append((f"{path}.name", _invalid(name, msg)))
+    if (problem := _selector_shape(ident.get("selector"))) is not None:
+        errs.append((f"{path}.selector", _invalid(ident.get("selector"), problem)))
+
+
+def _selector_shape(sel: Any) -> str | None:
+    """What Go's typed decoding of a metav1.LabelSelector would refuse (its content is not validated)."""
+    if sel is None:
+        return None
+    if not isinstance(sel, dict):
+        return "must be an object"
+    labels, exprs = sel.get("matchLabels") or {}, sel.get("matchExpressions") or []
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        return "matchLabels must be a map of strings"
+    if not isinstance(exprs, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("key", ""), str) and isinstance(e.get("operator", ""), str)
+            and isinstance(e.get("values") or [], list) and all(isinstance(v, str) for v in e.get("values") or [])
+            for e in exprs):
+        return "matchExpressions must be a list of {key, operator, values: [strings]}"
+    return None
 
 
 def _validate_target(errs: list[tuple[str, str]], target: dict[str, Any], path: str) -> None:
@@ -293,7 +316,7 @@ def _validate_metric(errs: list[tuple[str, str]], spec: Any, path: str) -> str:
         else:
             _validate_resource_source(errs, src, sub, container=(key == "containerResource"))
     expected = {"Object": "object", "Pods": "pods", "Resource": "resource", "External": "external",
-                "ContainerResource": "containerResource"}.get(mtype)
+                "ContainerResource": "containerResource"}.get(mtype) if isinstance(mtype, str) else None
     if expected is not None and spec.get(expected) is None:
         errs.append((f"{path}.{expected}", _required("must populate information for the given metric source")))
     if len(present) != 1 or expected not in present:
@@ -321,6 +344,9 @@ def _validate_rules(errs: list[tuple[str, str]], rules: Any, path: str, allow_to
     policies = rules.get("policies")
     if not policies:
         errs.append((f"{path}.policies", _required("must specify at least one Policy")))
+    elif not isinstance(policies, list):
+        errs.append((f"{path}.policies", _invalid(policies, "must be a list")))
+        policies = []
     for i, policy in enumerate(policies or []):
         ppath = f"{path}.policies[{i}]"
         policy = policy if isinstance(policy, dict) else {}
@@ -362,6 +388,8 @@ def validate_hpa(
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [("spec", _required())]
+    if obj.get("metadata") is not None and not isinstance(obj["metadata"], dict):
+        errs.append(("metadata", _invalid(obj["metadata"], "must be an object")))
     old_spec = (old or {}).get("spec") or {}
     old_min = old_spec.get("minReplicas") if isinstance(old_spec, dict) else None
     lower = 0 if (scale_to_zero or old_min == 0) else 1

@@ -46,8 +46,63 @@ def _describe(doc_no: int, item_no: int | None, obj: Any) -> str:
         name = meta.get("name")
         if kind:
             ns = meta.get("namespace")
-            where += f" ({kind} {ns + '/' if ns else ''}{name or '<unnamed>'})"
+            where += f" ({kind} {f'{ns}/' if ns else ''}{name or '<unnamed>'})"
     return where
+
+
+#: the JSON types of the fields explain reads, per kind (``*`` = every list element); the API server
+#: would have refused anything else, but a snapshot file may say anything
+_SHAPES: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "": (("metadata.name", str), ("metadata.namespace", str), ("metadata.labels", dict)),
+    "HorizontalPodAutoscaler": (
+        ("spec", dict), ("spec.scaleTargetRef", dict), ("spec.minReplicas", int), ("spec.maxReplicas", int),
+        ("spec.metrics", list), ("spec.metrics.*", dict), ("spec.metrics.*.type", str),
+        *((f"spec.metrics.*.{src}{path}", want)
+          for src in ("resource", "containerResource", "pods", "object", "external")
+          for path, want in (("", dict), (".name", str), (".container", str), (".target", dict),
+                             (".target.type", str), (".target.averageUtilization", int), (".metric", dict),
+                             (".metric.name", str), (".metric.selector", dict),
+                             (".metric.selector.matchLabels", dict), (".metric.selector.matchExpressions", list),
+                             (".metric.selector.matchExpressions.*", dict), (".describedObject", dict))),
+        ("spec.behavior", dict),
+        *((f"spec.behavior.{d}{path}", want) for d in ("scaleUp", "scaleDown")
+          for path, want in (("", dict), (".stabilizationWindowSeconds", int), (".selectPolicy", str),
+                             (".policies", list), (".policies.*", dict), (".policies.*.type", str),
+                             (".policies.*.value", int), (".policies.*.periodSeconds", int))),
+        ("status", dict), ("status.conditions", list), ("status.conditions.*", dict)),
+    "Scale": (("spec", dict), ("spec.replicas", int), ("status", dict), ("status.replicas", int),
+              ("status.selector", str)),
+    "Pod": (("spec", dict), ("status", dict), ("status.phase", str), ("status.conditions", list),
+            ("status.conditions.*", dict), ("status.conditions.*.type", str), ("status.conditions.*.status", str),
+            ("spec.resources", dict), ("spec.resources.requests", dict),
+            *((f"spec.{key}{path}", want) for key in ("containers", "initContainers") for path, want in (
+                ("", list), (".*", dict), (".*.name", str), (".*.restartPolicy", str), (".*.resources", dict),
+                (".*.resources.requests", dict)))),
+    "PodMetrics": (("containers", list), ("containers.*", dict), ("containers.*.name", str),
+                   ("containers.*.usage", dict)),
+    "MetricValueList": (("items.*", dict), ("items.*.describedObject", dict), ("items.*.metric", dict),
+                        ("items.*.windowSeconds", (int, float))),
+    "ExternalMetricValueList": (("items.*", dict), ("items.*.metricLabels", dict)),
+}
+
+
+def _walk(node: Any, parts: list[str], at: str):
+    if not parts:
+        yield at, node
+    elif parts[0] == "*":
+        for i, item in enumerate(node if isinstance(node, list) else ()):
+            yield from _walk(item, parts[1:], f"{at}[{i}]")
+    elif isinstance(node, dict) and node.get(parts[0]) is not None:
+        yield from _walk(node[parts[0]], parts[1:], f"{at}.{parts[0]}" if at else parts[0])
+
+
+def _check_shape(obj: dict[str, Any], where: str) -> None:
+    """InputError naming the first field (parents first) whose JSON type explain cannot read."""
+    for path, want in (*_SHAPES[""], *_SHAPES.get(obj["kind"], ())):
+        for at, value in _walk(obj, path.split("."), ""):
+            if not isinstance(value, want):
+                kind = {str: "a string", dict: "an object", list: "a list", int: "an integer"}.get(want, "a number")
+                raise InputError(f"{where}: {at}: must be {kind}, got {value!r}"[:300])
 
 
 #: metric lists the snapshot keeps whole (their items are values, not objects)
@@ -66,6 +121,10 @@ def parse_documents(text: str) -> list[dict[str, Any]]:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]
         except yaml.YAMLError as e:
             raise InputError(f"snapshot is neither JSON nor YAML: {str(e).splitlines()[0]}") from None
+        except RecursionError:
+            raise InputError("snapshot is not valid YAML: nested too deeply") from None
+    except RecursionError:
+        raise InputError("snapshot is not valid JSON: nested too deeply") from None
     objects: list[dict[str, Any]] = []
     for i, doc in enumerate(docs, 1):
         if not isinstance(doc, dict):
@@ -93,6 +152,7 @@ def parse_documents(text: str) -> list[dict[str, Any]]:
                     raise InputError(f"{where}: {key}: required field is missing")
             if obj.get("metadata") is not None and not isinstance(obj["metadata"], dict):
                 raise InputError(f"{where}: metadata: must be an object")
+            _check_shape(obj, where)
             objects.append(obj)
     return objects
 
@@ -204,8 +264,12 @@ def build_inputs(objects: list[dict[str, Any]], hpa_ref: str | None) -> ExplainI
     """Pick the subject HPA and assemble everything :func:`decide` needs from the snapshot."""
     hpas = []
     for obj in objects:
-        if _is_hpa(obj):
-            hpas.append(hpa_v1_to_v2(obj) if obj.get("apiVersion") == "autoscaling/v1" else obj)
+        if _is_hpa(obj) and obj.get("apiVersion") == "autoscaling/v1":
+            v2 = hpa_v1_to_v2(obj)  # fields restored from annotations get the same type checks
+            _check_shape(v2, f"HorizontalPodAutoscaler {_ns(v2)}/{_name(v2)}")
+            hpas.append(v2)
+        elif _is_hpa(obj):
+            hpas.append(obj)
     if not hpas:
         raise InputError("snapshot holds no HorizontalPodAutoscaler (apiVersion autoscaling/v2)")
     if hpa_ref:

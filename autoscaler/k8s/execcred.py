@@ -158,6 +158,8 @@ class ExecPlugin:
             doc = json.loads(out)
         except ValueError as exc:
             raise ExecCredentialError(f"{bad}: output is not an ExecCredential (invalid JSON: {exc})") from None
+        except RecursionError:
+            raise ExecCredentialError(f"{bad}: output is not an ExecCredential (JSON nested too deeply)") from None
         if not isinstance(doc, dict) or doc.get("kind") != "ExecCredential":
             raise ExecCredentialError(f"{bad}: output is not an ExecCredential")
         if doc.get("apiVersion") != self.api_version:

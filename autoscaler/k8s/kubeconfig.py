@@ -234,8 +234,12 @@ def kubeconfig_file_config(path: str, context: str | None = None) -> KubeConfig:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise KubeConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise KubeConfigError(f"kubeconfig {path} is not UTF-8 text: {exc}") from None
     except yaml.YAMLError as exc:
         raise KubeConfigError(f"kubeconfig {path} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise KubeConfigError(f"kubeconfig {path} is not valid YAML: nested too deeply") from None
     if not isinstance(doc, dict):
         raise KubeConfigError(f"kubeconfig {path} is not a mapping")
     ctx_name = context or doc.get("current-context")

@@ -28,6 +28,11 @@ class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity."""
 
 
+#: Decimal exponent bound: apimachinery keeps any exponent but its int64 accessors cannot hold
+#: such values anyway, and carrying a 10**1_000_000 here would stall every integer conversion.
+_MAX_EXPONENT = 1000
+
+
 def parse_quantity(value: str | int | float | Decimal) -> Decimal:
     """Parse ``"250m"``, ``"1.5Gi"``, ``"1e3"``, ``2`` ... into an exact Decimal."""
     if isinstance(value, Decimal):
@@ -49,7 +54,13 @@ def parse_quantity(value: str | int | float | Decimal) -> Decimal:
     if m.group("bin"):
         return _CTX.multiply(num, Decimal(1024) ** _BINARY[m.group("bin")])
     if m.group("exp"):
-        return _CTX.multiply(num, _CTX.power(Decimal(10), int(m.group("exp")[1:])))
+        exp = int(m.group("exp")[1:])
+        if not num:
+            return num
+        if abs(num.adjusted() + exp) > _MAX_EXPONENT:
+            raise QuantityError(f"quantity {text!r} is out of range: its magnitude must be within "
+                                f"1e-{_MAX_EXPONENT} .. 1e{_MAX_EXPONENT}")
+        return _CTX.scaleb(num, exp)
     return _CTX.scaleb(num, _DECIMAL[m.group("dec") or ""])
 
 

@@ -23,6 +23,8 @@ class SelectorError(ValueError):
 
 
 def validate_label_key(key: str) -> None:
+    if not isinstance(key, str):
+        raise SelectorError(f"invalid label key {key!r}: must be a string")
     prefix, _, name = key.rpartition("/")
     if "/" in key and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN_RE.match(prefix)):
         raise SelectorError(f"invalid label key {key!r}: prefix part must be a DNS-1123 subdomain")
@@ -224,12 +226,21 @@ def selector_from_object(obj: Mapping[str, Any] | None) -> LabelSelector:
     """metav1.LabelSelectorAsSelector: ``None`` selects nothing, ``{}`` selects everything."""
     if obj is None:
         return NOTHING
+    if not isinstance(obj, Mapping):
+        raise SelectorError(f"label selector must be an object, got {obj!r}")
+    labels, exprs = obj.get("matchLabels") or {}, obj.get("matchExpressions") or []
+    if not isinstance(labels, Mapping):
+        raise SelectorError(f"matchLabels: must be a map of label keys to values, got {labels!r}")
+    if not isinstance(exprs, list):
+        raise SelectorError(f"matchExpressions: must be a list, got {exprs!r}")
     reqs: list[Requirement] = []
-    for key, val in sorted((obj.get("matchLabels") or {}).items()):
+    for key, val in sorted(labels.items(), key=lambda kv: str(kv[0])):
         validate_label_key(key)
         validate_label_value(str(val))
         reqs.append(Requirement(key, "=", (str(val),)))
-    for expr in obj.get("matchExpressions") or []:
+    for i, expr in enumerate(exprs):
+        if not isinstance(expr, Mapping) or not isinstance(expr.get("values") or [], list):
+            raise SelectorError(f"matchExpressions[{i}]: must be an object with key, operator and a values list")
         key = expr.get("key", "")
         op = expr.get("operator")
         vals = tuple(sorted(set(str(v) for v in expr.get("values") or [])))

@@ -69,7 +69,10 @@ def _parse_timestamps(tokens: list[str], what: str) -> np.ndarray:
         if bad.startswith("-") and bad[1:].isdigit():
             raise DecodeError(f"{what}: negative timestamp {bad}")
         raise DecodeError(f"{what}: invalid timestamp {bad!r}")
-    return np.array(tokens, dtype=np.int64)
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except OverflowError:
+        raise DecodeError(f"{what}: timestamp out of range {max(tokens, key=len)}") from None
 
 
 def _next_comment(text: str, start: int) -> int:

@@ -32,8 +32,10 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 def rfc3339(text: Any, cache: dict[str, float]) -> float:
     """Unix seconds of an RFC 3339 string (NaN if absent); ``cache`` memoizes within one response."""
-    if not isinstance(text, str) or not text:
+    if text is None or text == "":
         return _NAN
+    if not isinstance(text, str):  # Go's decoder fails the whole response on a mistyped time too
+        raise DecodeError(f"invalid time {text!r}: want an RFC 3339 string")
     hit = cache.get(text)
     if hit is not None:
         return hit
@@ -85,10 +87,13 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
         if not isinstance(pod, dict):
             raise DecodeError(f"summary: pods[{i}] is not an object")
         ref = pod.get("podRef") or {}
-        name, ns = ref.get("name"), ref.get("namespace")
+        name, ns = (ref.get("name"), ref.get("namespace")) if isinstance(ref, dict) else (None, None)
         if not isinstance(name, str) or not isinstance(ns, str) or not name:
             raise DecodeError(f"summary: pods[{i}].podRef lacks name/namespace")
-        for j, c in enumerate(pod.get("containers") or ()):
+        pod_containers = pod.get("containers") or ()
+        if not isinstance(pod_containers, list | tuple):
+            raise DecodeError(f"summary: pods[{i}].containers is not a list")
+        for j, c in enumerate(pod_containers):
             cname = c.get("name") if isinstance(c, dict) else None
             if not isinstance(cname, str):
                 raise DecodeError(f"summary: pods[{i}].containers[{j}] has no name")
@@ -96,11 +101,11 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
             pod_names.append(name)
             containers.append(cname)
             st = c.get("startTime")
-            starts.append(cache[st] if st in cache else rfc3339(st, cache))
+            starts.append(cache[st] if type(st) is str and st in cache else rfc3339(st, cache))
             cpu = c.get("cpu")
             if type(cpu) is dict:
                 t = cpu.get("time")
-                times.append(cache[t] if t in cache else rfc3339(t, cache))
+                times.append(cache[t] if type(t) is str and t in cache else rfc3339(t, cache))
                 v = cpu.get("usageCoreNanoSeconds")
                 cpus.append(v if type(v) is int and v >= 0 else -1)
             else:
@@ -114,8 +119,11 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
                 if len(swaps) < len(mems) - 1:
                     swaps.extend([-1] * (len(mems) - 1 - len(swaps)))
                 swaps.append(_counter(sw, "swapUsageBytes"))
-    cpu_ns = np.array(cpus, dtype=np.int64)
-    mem_a = np.array(mems, dtype=np.float64)
+    try:
+        cpu_ns = np.array(cpus, dtype=np.int64)
+        mem_a = np.array(mems, dtype=np.float64)
+    except OverflowError:
+        raise DecodeError("summary: a container's usageCoreNanoSeconds or workingSetBytes is out of range") from None
     missing_cpu = cpu_ns < 0
     batch = NodeBatch(
         node=node,
@@ -136,6 +144,8 @@ def decode_summary(body: bytes | str, node: str, scrape_time: float) -> NodeBatc
     if node_doc:
         cpu, mem = node_doc.get("cpu"), node_doc.get("memory")
         ncpu, nmem = _counter(cpu, "usageCoreNanoSeconds"), _counter(mem, "workingSetBytes")
+        if ncpu >= 1 << 63 or nmem >= 1 << 63:
+            raise DecodeError("summary: the node's usageCoreNanoSeconds or workingSetBytes is out of range")
         ts = rfc3339(cpu.get("time"), cache) if isinstance(cpu, dict) else _NAN
         if ncpu >= 0 and nmem >= 0 and ts == ts:
             batch.node_cpu, batch.node_cpu_ns = ncpu / 1e9, ncpu

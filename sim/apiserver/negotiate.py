@@ -103,6 +103,36 @@ def encode(obj: Any, target: Target) -> bytes:
     return orjson.dumps(obj)
 
 
+#: nesting the emulator accepts: deeper bodies would exhaust Python's recursion in copies and patches
+MAX_DEPTH = 100
+
+
+def _check_structure(doc: Any, size: int) -> Any:
+    """400 for a body nested deeper than MAX_DEPTH, or a YAML one whose aliases expand it past its size.
+
+    A document of ``size`` bytes has at most ``size`` values unless YAML aliases repeat subtrees; the
+    walk stops there, so expanding a "billion laughs" document costs no more than reading it.
+    """
+    budget = size + 1
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise st.bad_request("error converting YAML to JSON: yaml: document contains excessive aliasing")
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise st.bad_request(f"the object provided is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(node, dict) and not all(isinstance(k, str) for k in node):
+                bad = next(k for k in node if not isinstance(k, str))
+                raise st.bad_request(f"error converting YAML to JSON: map key {bad!r} is not a string")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+        elif not isinstance(node, str | int | float | None):  # YAML dates, !!binary, !!set
+            raise st.bad_request(f"error converting YAML to JSON: {type(node).__name__} values are not supported "
+                                 f"(quote the value)")
+    return doc
+
+
 def decode_body(raw: bytes, content_type: str) -> Any:
     """A request body (JSON or YAML) as Python data; 400/415 with kube-apiserver's wording."""
     ct = (content_type or "application/json").split(";")[0].strip().lower()
@@ -111,14 +141,16 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     if ct in ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",
               "application/json-patch+json", "*/*", ""):
         try:
-            return orjson.loads(raw)
+            return _check_structure(orjson.loads(raw), len(raw))
         except orjson.JSONDecodeError as e:
             raise st.bad_request(f"the object provided is unrecognized (must be of type JSON): {e}") from None
     if ct in ("application/yaml", "application/apply-patch+yaml", "text/yaml", "application/x-yaml"):
         try:
-            return yaml.safe_load(raw)
+            return _check_structure(yaml.safe_load(raw), len(raw))
         except yaml.YAMLError as e:
             raise st.bad_request(f"error converting YAML to JSON: {e}") from None
+        except RecursionError:
+            raise st.bad_request("error converting YAML to JSON: nested too deeply") from None
     if ct == "application/vnd.kubernetes.protobuf":
         from .protobuf import decode
 

@@ -56,14 +56,20 @@ def _smp_map(target: dict, patch: dict, parent: str) -> dict:
         return {}
     out = dict(target)
     retain = patch.get("$retainKeys")
+    if retain is not None and not (isinstance(retain, list) and all(isinstance(r, str) for r in retain)):
+        raise st.bad_request("invalid patch format of retainKeys")  # mergepatch.ErrBadPatchFormatForRetainKeys
     orders: dict[str, list] = {}
     for k, v in patch.items():
         if k in ("$patch", "$retainKeys"):
             continue
         if k.startswith("$setElementOrder/"):
+            if not isinstance(v, list):
+                raise st.bad_request("invalid patch format of setElementOrder list")
             orders[k.split("/", 1)[1]] = v
             continue
         if k.startswith("$deleteFromPrimitiveList/"):
+            if not isinstance(v, list | None):
+                raise st.bad_request("invalid patch format of primitive list")
             field = k.split("/", 1)[1]
             drop = set(map(_hashable, v or []))
             out[field] = [x for x in out.get(field) or [] if _hashable(x) not in drop]
@@ -132,8 +138,8 @@ def _apply_order(items: list, order: list, key: str | None) -> list:
     if not key:
         pos = {_hashable(v): i for i, v in enumerate(order)}
         return sorted(items, key=lambda x: pos.get(_hashable(x), len(pos)))
-    pos = {o.get(key): i for i, o in enumerate(order) if isinstance(o, dict)}
-    return sorted(items, key=lambda x: pos.get(x.get(key) if isinstance(x, dict) else None, len(pos)))
+    pos = {_hashable(o.get(key)): i for i, o in enumerate(order) if isinstance(o, dict)}
+    return sorted(items, key=lambda x: pos.get(_hashable(x.get(key)) if isinstance(x, dict) else None, len(pos)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +147,8 @@ def _apply_order(items: list, order: list, key: str | None) -> list:
 
 
 def _pointer(path: str) -> list[str]:
+    if not isinstance(path, str):
+        raise _jp_error(f"JSON pointer must be a string, got {path!r}")
     if path == "":
         return []
     if not path.startswith("/"):
@@ -149,12 +157,17 @@ def _pointer(path: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
+def _index(part: str) -> bool:
+    """An array index as RFC 6901 writes one (ASCII digits; str.isdigit also takes "²")."""
+    return part.isascii() and part.isdigit()
+
+
 def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
     cur = doc
     for p in parts[:-1]:
         if isinstance(cur, dict) and p in cur:
             cur = cur[p]
-        elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
+        elif isinstance(cur, list) and _index(p) and int(p) < len(cur):
             cur = cur[int(p)]
         else:
             raise _jp_error(f"doc is missing path: \"{path}\": missing value")
@@ -170,7 +183,7 @@ def _get(doc: Any, path: str) -> Any:
     for p in _pointer(path):
         if isinstance(cur, dict) and p in cur:
             cur = cur[p]
-        elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
+        elif isinstance(cur, list) and _index(p) and int(p) < len(cur):
             cur = cur[int(p)]
         else:
             raise _jp_error(f'doc is missing path: "{path}": missing value')
@@ -185,7 +198,7 @@ def _add(doc: Any, path: str, value: Any) -> Any:
     if isinstance(parent, list):
         if last == "-":
             parent.append(value)
-        elif last.isdigit() and int(last) <= len(parent):
+        elif _index(last) and int(last) <= len(parent):
             parent.insert(int(last), value)
         else:
             raise _jp_error(f'add operation does not apply: doc is missing path: "{path}": missing value')
@@ -198,8 +211,10 @@ def _add(doc: Any, path: str, value: Any) -> Any:
 
 def _remove(doc: Any, path: str) -> Any:
     parts = _pointer(path)
+    if not parts:
+        raise _jp_error(f'remove operation does not apply: doc is missing path: "{path}": missing value')
     parent, last = _parent(doc, parts, path)
-    if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+    if isinstance(parent, list) and _index(last) and int(last) < len(parent):
         parent.pop(int(last))
     elif isinstance(parent, dict) and last in parent:
         del parent[last]

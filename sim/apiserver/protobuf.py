@@ -118,7 +118,16 @@ def _fields(buf: bytes):
             val, pos = buf[pos:pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported wire type {wire}")
+        if pos > len(buf):
+            raise ValueError(f"field {num}: truncated")
         yield num, wire, val
+
+
+def _want_wire(kind: str, wire: int, where: str) -> None:
+    """Varints for ints and bools, length-delimited for everything else (protobuf's "wrong wireType")."""
+    want = 0 if kind in (N, B) else 2
+    if wire != want:
+        raise ValueError(f"{where}: wrong wire type {wire} (want {want})")
 
 
 def _scalar(kind: str, val: Any) -> Any:
@@ -148,18 +157,21 @@ def _special(name: str, obj: dict[str, Any]) -> Any:
 def decode_message(name: str, buf: bytes) -> Any:
     schema = SCHEMAS[name]
     out: dict[str, Any] = {}
-    for num, _wire, val in _fields(buf):
+    for num, wire, val in _fields(buf):
         spec = schema.get(num)
         if spec is None:
             continue
         jname, kind, repeated = spec
+        _want_wire(kind, wire, f"{name}.{jname}")
         if kind.startswith("map:"):
             vkind = kind[4:]
             k = v = None
-            for n2, _w2, v2 in _fields(val):
+            for n2, w2, v2 in _fields(val):
                 if n2 == 1:
+                    _want_wire(S, w2, f"{name}.{jname} key")
                     k = v2.decode()
                 elif n2 == 2:
+                    _want_wire(vkind, w2, f"{name}.{jname} value")
                     v = decode_message(vkind, v2) if vkind in SCHEMAS else _scalar(vkind, v2)
             if vkind == "string" and v is None:
                 v = ""

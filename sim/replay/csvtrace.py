@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def read_csv(path: str | Path, *, skip_invalid: bool = False) -> tuple[Trace, in
             header = next(rows)
         except StopIteration:
             raise CsvTraceError(name, 0, "empty file (want a header row)") from None
-        except (csv.Error, UnicodeDecodeError, OSError) as e:
+        except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as e:
             raise CsvTraceError(name, 1, f"unreadable: {e}") from None
         cols = [h.strip() for h in header]
         unknown = [c for c in cols if c not in REQUIRED and c not in OPTIONAL]
@@ -118,7 +119,7 @@ def read_csv(path: str | Path, *, skip_invalid: bool = False) -> tuple[Trace, in
                 row = next(rows)
             except StopIteration:
                 break
-            except (csv.Error, UnicodeDecodeError, OSError) as e:
+            except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as e:
                 raise CsvTraceError(name, line + 1, f"unreadable: {e}") from None
             line = rows.line_num  # type: ignore[attr-defined]
             if not row or (len(row) == 1 and not row[0].strip()):

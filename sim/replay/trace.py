@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def _rel(x: float | None, start: float) -> float | None:
 def _abs(x: Any, start: float, where: str) -> float | None:
     if x is None:
         return None
-    if isinstance(x, bool) or not isinstance(x, int | float):
+    if isinstance(x, bool) or not isinstance(x, int | float) or not abs(x) < 1e15:
         raise TraceError(f"{where}: want seconds since start (a number), got {x!r}")
     return start + float(x)
 
@@ -173,11 +174,19 @@ def _array(value: Any, where: str, dtype: type = np.float64) -> np.ndarray:
     return arr
 
 
+def _list(value: Any, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TraceError(f"{where}: want a list, got {type(value).__name__}")
+    return value
+
+
 def _opt_number(d: dict[str, Any], key: str, where: str) -> float | None:
     v = d.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e300:
         raise TraceError(f"{where}.{key}: want a non-negative number, got {v!r}")
     return float(v)
 
@@ -195,31 +204,32 @@ def from_document(doc: Any, name: str = "trace") -> Trace:
     duration = doc.get("duration")
     resolution = doc.get("resolution")
     for key, v in (("duration", duration), ("resolution", resolution)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (key == "resolution" and v <= 0):
+        if (isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (key == "resolution" and v <= 0)
+                or not v < 1e15):  # also keeps float() of a huge integer from overflowing
             raise TraceError(f"{name}: {key}: want a positive number of seconds, got {v!r}")
     workloads = []
-    for i, wd in enumerate(doc.get("workloads") or []):
+    for i, wd in enumerate(_list(doc.get("workloads"), f"{name}: workloads")):
         wp = f"{name}: workloads[{i}]"
         if not isinstance(wd, dict) or not wd.get("name") or not wd.get("namespace"):
             raise TraceError(f"{wp}: want an object with namespace and name")
         w = WorkloadTrace(str(wd["namespace"]), str(wd["name"]), str(wd.get("kind") or ""))
-        reps = wd.get("replicas") or []
+        reps = _list(wd.get("replicas"), f"{wp}.replicas")
         try:
             w.replicas_t = np.asarray([start + float(t) for t, _ in reps], np.float64)
             w.replicas = np.asarray([int(v) for _, v in reps], np.int64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise TraceError(f"{wp}.replicas: want a list of [seconds, replicas] pairs") from None
-        for j, hd in enumerate(wd.get("hpa") or []):
+        for j, hd in enumerate(_list(wd.get("hpa"), f"{wp}.hpa")):
             if not isinstance(hd, dict) or not isinstance(hd.get("manifest"), dict):
                 raise TraceError(f"{wp}.hpa[{j}]: want an object with since and manifest")
             since = _abs(hd.get("since", 0), start, f"{wp}.hpa[{j}].since")
             w.hpas.append(HPARecord(float(since or start), hd["manifest"]))
-        for j, pd in enumerate(wd.get("pods") or []):
+        for j, pd in enumerate(_list(wd.get("pods"), f"{wp}.pods")):
             pp = f"{wp}.pods[{j}]"
             if not isinstance(pd, dict) or not pd.get("name"):
                 raise TraceError(f"{pp}: want an object with a name")
             containers = []
-            for k, cd in enumerate(pd.get("containers") or []):
+            for k, cd in enumerate(_list(pd.get("containers"), f"{pp}.containers")):
                 cp = f"{pp}.containers[{k}]"
                 if not isinstance(cd, dict) or not cd.get("name"):
                     raise TraceError(f"{cp}: want an object with a name")
@@ -263,12 +273,14 @@ def read_trace(path: str | Path, *, skip_invalid: bool = False) -> tuple[Trace, 
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except OSError as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise TraceError(f"{p}: corrupt gzip data: {e}") from None
     try:
         doc = json.loads(raw)
     except ValueError as e:
         raise TraceError(f"{p}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise TraceError(f"{p}: not valid JSON: nested too deeply") from None
     return from_document(doc, str(p)), 0
 
 
