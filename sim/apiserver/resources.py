@@ -86,10 +86,13 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", ("v1",), "nodes", "node", "Node", False, RW, ("no",),
              subresources={"proxy": CONNECT, "status": RO_SUB}, has_status=True),
     Resource("", ("v1",), "pods", "pod", "Pod", True, RW, ("po",), ("all",),
-             subresources={"status": RO_SUB, "binding": ("create",), "eviction": ("create",)}, has_status=True),
+             subresources={"status": RO_SUB, "binding": ("create",), "eviction": ("create",), "log": ("get",),
+                           "exec": ("create", "get"), "attach": ("create", "get"), "portforward": ("create", "get"),
+                           "proxy": CONNECT},
+             generation=True, has_status=True),
     Resource("", ("v1",), "services", "service", "Service", True,
              ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"), ("svc",), ("all",),
-             subresources=_STATUS, has_status=True),
+             subresources={"status": RO_SUB, "proxy": CONNECT}, has_status=True),
     Resource("", ("v1",), "endpoints", "endpoints", "Endpoints", True, RW, ("ep",)),
     Resource("", ("v1",), "configmaps", "configmap", "ConfigMap", True, RW, ("cm",)),
     Resource("", ("v1",), "secrets", "secret", "Secret", True, RW),
@@ -133,6 +136,11 @@ VIRTUAL = frozenset({
     "tokenreviews.authentication.k8s.io", "subjectaccessreviews.authorization.k8s.io",
     "selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectreviews.authentication.k8s.io",
 })
+
+# Warnings kube-apiserver attaches to every request for a deprecated (resource, version).
+DEPRECATED = {
+    ("endpoints", "v1"): "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
+}
 
 # Group order as kube-apiserver lists them in /apis (the order kubectl's RESTMapper prefers).
 GROUP_ORDER = (

@@ -484,8 +484,7 @@ class ObjectStore:
         if resource == CRDS:
             crd.establish(obj, None, self.clock())
         if dry_run:
-            md["resourceVersion"] = str(self.resource_version)
-            return obj
+            return obj  # never stored, so no resourceVersion (as kube-apiserver answers)
         md["resourceVersion"] = str(self._next_rv())
         kind.put(key, obj, None)
         self._emit(kind, ADDED, obj, None)
@@ -574,6 +573,11 @@ class ObjectStore:
                     new.pop("status", None)
             elif resource == "namespaces":
                 new["status"] = old.get("status", {})
+            if resource == "services":  # an update without the allocated IPs keeps them
+                ospec, nspec = old.get("spec") or {}, new.setdefault("spec", {})
+                for f in ("clusterIP", "clusterIPs"):
+                    if not nspec.get(f) and ospec.get(f):
+                        nspec[f] = ospec[f]
             strategy.apply_defaults(resource, new)
             md = new["metadata"]
             if info.generation and self._spec_changed(info, new, old):
@@ -605,6 +609,9 @@ class ObjectStore:
         if info.custom and not info.has_status:
             return {k: v for k, v in new.items() if k != "metadata"} != {k: v for k, v in old.items()
                                                                         if k != "metadata"}
+        if info.key == "deployments.apps" and (new["metadata"].get("annotations") or {}) != (
+                old["metadata"].get("annotations") or {}):
+            return True  # the deployment strategy counts annotation changes too (rollback's legacy)
         return _body(new) != _body(old)
 
     def mutate(self, resource: str, namespace: str | None, name: str, fn: Callable[[dict], None], *,

@@ -7,6 +7,7 @@ cross-field rules that clients hit in practice (deployment selectors, HPA rules 
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -33,6 +34,9 @@ _SUBDOMAIN_MSG = (
 )
 # Resources whose names must be DNS-1123 labels rather than subdomains.
 _LABEL_NAMED = {"namespaces", "services"}
+# Resources whose names need only be valid path segments (RBAC: "system:kube-scheduler").
+_PATH_SEGMENT_NAMED = {"apiservices.apiregistration.k8s.io"} | {
+    f"{r}.rbac.authorization.k8s.io" for r in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")}
 
 Causes = list[tuple[str, str]]
 
@@ -43,8 +47,12 @@ def validate_name(resource: str, name: str) -> Causes:
     if resource in _LABEL_NAMED:
         if len(name) > 63 or not _DNS1123_LABEL.match(name):
             return [("metadata.name", f'Invalid value: "{name}": {_LABEL_MSG}')]
-    elif resource in ("apiservices.apiregistration.k8s.io",):
-        return []
+    elif resource in _PATH_SEGMENT_NAMED:
+        if name in (".", ".."):
+            return [("metadata.name", f'Invalid value: "{name}": may not be \'{name}\'')]
+        for bad in ("/", "%"):
+            if bad in name:
+                return [("metadata.name", f'Invalid value: "{name}": may not contain \'{bad}\'')]
     elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
         return [("metadata.name", f'Invalid value: "{name}": {_SUBDOMAIN_MSG}')]
     return []
@@ -102,7 +110,6 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("enableServiceLinks", True)
     for c in spec.get("initContainers") or []:
         _default_container(c)
     for c in spec.get("containers") or []:
@@ -143,6 +150,7 @@ def qos_class(spec: dict[str, Any]) -> str:
 def _pod(obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {})
     default_pod_spec(spec)
+    spec.setdefault("enableServiceLinks", True)  # SetDefaults_Pod, not templates
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = spec["serviceAccount"] = sa
     spec.setdefault("priority", 0)
@@ -182,7 +190,9 @@ def _statefulset(obj: dict[str, Any]) -> None:
     spec.setdefault("podManagementPolicy", "OrderedReady")
     us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
     if us.get("type") == "RollingUpdate":
-        us.setdefault("rollingUpdate", {"partition": 0})
+        ru = us.setdefault("rollingUpdate", {})
+        ru.setdefault("partition", 0)
+        ru.setdefault("maxUnavailable", 1)  # MaxUnavailableStatefulSet, on by default in 1.37
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
     _default_template(obj)
@@ -211,6 +221,18 @@ def _service(obj: dict[str, Any]) -> None:
 
 def _secret(obj: dict[str, Any]) -> None:
     obj.setdefault("type", "Opaque")
+    # stringData is write-only: merged into data (base64), never stored
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.get("data") or {}
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        obj["data"] = data
+
+
+def _endpoints(obj: dict[str, Any]) -> None:
+    for subset in obj.get("subsets") or []:
+        for p in subset.get("ports") or []:
+            p.setdefault("protocol", "TCP")
 
 
 def _hpa(obj: dict[str, Any]) -> None:
@@ -227,6 +249,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "namespaces": _namespace,
     "services": _service,
     "secrets": _secret,
+    "endpoints": _endpoints,
     "horizontalpodautoscalers.autoscaling": _hpa,
     CRDS: crd.default,
 }

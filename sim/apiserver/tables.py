@@ -358,8 +358,8 @@ _HPA_COLS: list[Col] = [
 
 def _event_row(e: dict, now: float) -> list:
     count = e.get("count") or _get(e, "series", "count") or 0
-    first = e.get("firstTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")
-    last = e.get("lastTimestamp") or _get(e, "series", "lastObservedTime") or e.get("eventTime") or first
+    first = e.get("firstTimestamp") or e.get("eventTime")  # neither: "<unknown>", as kubectl's printer says
+    last = _get(e, "series", "lastObservedTime") or e.get("lastTimestamp") or first
     last_seen = _since(last, now)
     if count > 1:
         last_seen = f"{last_seen} (x{count} over {_since(first, now)})"
@@ -496,12 +496,23 @@ def _default_row(o: dict, now: float) -> list:
 
 _DEFAULT_COLS: list[Col] = [_NAME, _AGE]
 
-# kube-apiserver's default table convertor (kinds without a printer of their own, such as CRDs)
-_CREATED_COLS: list[Col] = [_NAME, ("Created At", "date", _AGE[2], 0)]
+# apiextensions-apiserver's CRD table (1.35+)
+_CRD_COLS: list[Col] = [
+    _NAME, ("Scope", "string", "Cluster/Namespaced", 0), ("Versions", "string", "Served versions", 0),
+    ("Created At", "date", _AGE[2], 0), ("Group", "string", "API group", 1),
+    ("Kind", "string", "CustomResource kind", 1), ("ShortNames", "string", "Short names", 1),
+    ("Established", "boolean", "Established status", 1)]
 
 
-def _created_row(o: dict, now: float) -> list:
-    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
+def _crd_row(o: dict, now: float) -> list:
+    spec = o.get("spec") or {}
+    versions = sorted(v["name"] + ("(storage)" if v.get("storage") else "")
+                      for v in spec.get("versions") or [] if v.get("served"))
+    names = spec.get("names") or {}
+    established = any(c.get("type") == "Established" and c.get("status") == "True"
+                      for c in (o.get("status") or {}).get("conditions") or [])
+    return [o["metadata"]["name"], spec.get("scope", ""), ",".join(versions), o["metadata"].get("creationTimestamp"),
+            spec.get("group", ""), names.get("kind", ""), ",".join(names.get("shortNames") or []), established]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +563,7 @@ PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
     "serviceaccounts": (_SA_COLS, _sa_row),
     "endpoints": (_EP_COLS, _ep_row),
     "apiservices.apiregistration.k8s.io": (_APISERVICE_COLS, _apiservice_row),
-    "customresourcedefinitions.apiextensions.k8s.io": (_CREATED_COLS, _created_row),
+    "customresourcedefinitions.apiextensions.k8s.io": (_CRD_COLS, _crd_row),
 }
 
 
