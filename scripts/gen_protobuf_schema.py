@@ -6,7 +6,8 @@ For every message of the listed packages it records, per field number, the JSON 
 (a scalar, a message's full name, or ``map:<type>``), whether the field repeats, and from the Go
 struct tags of ``types.go`` whether the Go field is a pointer and whether its JSON tag omits it
 when empty: a protobuf body carries every non-pointer field, so the decoder needs both to produce
-the JSON object kube-apiserver would have decoded.
+the JSON object kube-apiserver would have decoded. (``omitzero`` is recorded too: Go omits such a
+field, a struct included, when it is zero; an ``inline`` field's members are the parent's own.)
 
 Usage: python3 scripts/gen_protobuf_schema.py [--modcache DIR]   (default: $(go env GOMODCACHE))
 """
@@ -46,8 +47,14 @@ _MESSAGE = re.compile(r"^message (\w+) \{")
 _FIELD = re.compile(r"^\s*(optional|repeated)?\s*(map<\s*\w+\s*,\s*([\w.]+)\s*>|[\w.]+) (\w+) = (\d+);")
 _STRUCT = re.compile(r"^type (\w+) struct \{")
 _TAGGED = re.compile(r'^\s*\w+\s+(\S+)\s+`json:"([^"]*)".*protobuf:"[^"]*?,(\d+),')
+_EMBEDDED = re.compile(r'^\s*(\*?[\w.]+)\s+`json:"([^"]*)".*protobuf:"[^"]*?,(\d+),')
 SCALARS = {"string": "string", "int32": "int", "int64": "int", "bool": "bool", "bytes": "bytes",
            "double": "float", "float": "float"}
+
+
+def _full(t: str, package: str) -> str:
+    t = t.lstrip(".")
+    return SCALARS.get(t) or (t if "." in t else f"{package}.{t}")
 
 
 def parse_proto(path: Path) -> tuple[str, dict[str, dict[str, list]]]:
@@ -68,17 +75,14 @@ def parse_proto(path: Path) -> tuple[str, dict[str, dict[str, list]]]:
         f = _FIELD.match(line)
         if f and current is not None:
             label, typ, map_value, name, num = f.groups()
-            def full(t: str) -> str:
-                t = t.lstrip(".")
-                return SCALARS.get(t) or (t if "." in t else f"{package}.{t}")
-            kind = f"map:{full(map_value)}" if map_value else full(typ)
-            current[num] = [name, kind, label == "repeated", False, True]
+            kind = f"map:{_full(map_value, package)}" if map_value else _full(typ, package)
+            current[num] = [name, kind, label == "repeated", False, True, False, False]
     return package, messages
 
 
-def go_tags(directory: Path) -> dict[str, dict[str, tuple[bool, bool]]]:
-    """struct -> field number -> (pointer, omitempty) from the Go struct tags."""
-    out: dict[str, dict[str, tuple[bool, bool]]] = {}
+def go_tags(directory: Path) -> dict[str, dict[str, tuple[bool, bool, bool, bool]]]:
+    """struct -> field number -> (pointer, omitempty, omitzero, inline) from the Go struct tags."""
+    out: dict[str, dict[str, tuple[bool, bool, bool, bool]]] = {}
     for path in sorted(directory.glob("*.go")):
         if path.name.endswith("_test.go") or path.name.startswith("zz_"):
             continue
@@ -90,10 +94,13 @@ def go_tags(directory: Path) -> dict[str, dict[str, tuple[bool, bool]]]:
                 continue
             if line.startswith("}"):
                 struct = None
-            t = _TAGGED.match(line)
+            t = _TAGGED.match(line) or _EMBEDDED.match(line)
             if t and struct:
                 gotype, jtag, num = t.groups()
-                out.setdefault(struct, {})[num] = (gotype.startswith("*"), "omitempty" in jtag)
+                name, *opts = jtag.split(",")
+                # an embedded struct without a JSON name has its fields promoted into the parent
+                out.setdefault(struct, {})[num] = (gotype.startswith("*"), "omitempty" in opts, "omitzero" in opts,
+                                                   not name and not _TAGGED.match(line))
     return out
 
 
@@ -107,13 +114,12 @@ def main() -> None:
     kinds: dict[str, str] = {}
     for module, pkg_dir, api_version in PACKAGES:
         directory = modcache / "k8s.io" / f"{module}@{VERSION}" / pkg_dir
-        package, messages = parse_proto(directory / "generated.proto")
+        _package, messages = parse_proto(directory / "generated.proto")
         tags = go_tags(directory)
         for name, fields in messages.items():
             short = name.rsplit(".", 1)[1]
             for num, field in fields.items():
-                pointer, omitempty = tags.get(short, {}).get(num, (False, True))
-                field[3], field[4] = pointer, omitempty
+                field[3:7] = tags.get(short, {}).get(num, (False, True, False, False))
             schema[name] = fields
             if api_version and "metadata" in {f[0] for f in fields.values()} and not short.endswith("List"):
                 kinds[f"{api_version}/{short}"] = name

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -44,6 +45,7 @@ NORMALISE: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.M),
     (r"(resourceVersion=)\d+", r"\1<rv>"),
     (r"(Resource Version: +)\d+", r"\1<rv>"),
     (r"kube-api-access-[a-z0-9]{5}", "kube-api-access-<suffix>"),
+    (r"X509SHA256=[0-9a-f]{64}", "X509SHA256=<certificate hash>"),
     (r"https://127\.0\.0\.1:\d+", "https://<server>"),
     (r"127\.0\.0\.1:\d+", "<addr>"),
     (r"\b10\.(9[6-9]|10\d|11[01])\.\d+\.\d+\b", "<cluster-ip>"),
@@ -114,10 +116,15 @@ class Script:
         return str(a["reason"])
 
 
-def normalise(text: str, subst: dict[str, str]) -> str:
+def normalise(text: str, port: int) -> str:
     for pattern, repl in NORMALISE:
         text = pattern.sub(repl, text)
+    text = re.sub(rf"(?<![\d.]){port}(?!\d)", "<server-port>", text)
     return "\n".join(line.rstrip() for line in text.splitlines()) + ("\n" if text else "")
+
+
+def _normalised(r: Result, target: Target) -> Result:
+    return Result(r.code, normalise(r.stdout, target.port), normalise(r.stderr, target.port))
 
 
 def _fill(s: str, subst: dict[str, str]) -> str:
@@ -133,6 +140,7 @@ class Target:
     name: str
     kubeconfig: Path
     cache_root: Path
+    port: int  # its secure port, which the kubernetes Service names as targetPort
 
     def run(self, exe: str, release: str, step: Step, subst: dict[str, str], timeout: float = 60) -> Result:
         base = [exe, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_root / release)]
@@ -150,11 +158,8 @@ class Target:
             assert w.stdout is not None and w.stderr is not None
             first = w.stdout.readline()
             change = subprocess.run([*base, *then], capture_output=True, text=True, timeout=timeout)
-            try:
-                out, err = w.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                out, err = w.communicate()
+            out, err = w.stdout.read(), w.stderr.read()  # the watch ends by its --request-timeout
+            w.wait(timeout)
             return Result(w.returncode, first + out, err + (change.stderr if change.returncode else ""))
 
 
@@ -186,25 +191,23 @@ def run_script(script: Script, releases: dict[str, str], targets: dict[str, Targ
         for release, exe in releases.items():
             tag = release.replace(".", "-")
             subst = {"NS": f"cmp-{tag}", "V": tag}
-
-            def both(step: Step, subst: dict[str, str] = subst) -> tuple[Result, Result]:
-                fr = pool.submit(targets[REAL].run, exe, release, step, subst)
-                fe = pool.submit(targets[EMULATED].run, exe, release, step, subst)
-                real, emu = fr.result(), fe.result()
-                return (Result(real.code, normalise(real.stdout, subst), normalise(real.stderr, subst)),
-                        Result(emu.code, normalise(emu.stdout, subst), normalise(emu.stderr, subst)))
-
             for step in script.setup:
-                real, emu = both(step)
+                real, emu = _both(pool, targets, exe, release, step, subst)
                 if real.code or emu.code:
-                    raise RuntimeError(f"setup step {step.name} failed:\n{Outcome(release, step, real, emu, None).diff()}"
-                                       f"\n{real.render()}\n{emu.render()}")
+                    raise RuntimeError(f"setup step {step.name} failed:\n{real.render()}\n{emu.render()}")
             for step in script.steps:
                 if only and step.name not in only:
                     continue
-                real, emu = both(step)
+                real, emu = _both(pool, targets, exe, release, step, subst)
                 outcomes.append(Outcome(release, step, real, emu, script.allowed(step.name, release)))
     return outcomes
+
+
+def _both(pool: concurrent.futures.Executor, targets: dict[str, Target], exe: str, release: str, step: Step,
+          subst: dict[str, str]) -> tuple[Result, Result]:
+    fr = pool.submit(targets[REAL].run, exe, release, step, subst)
+    fe = pool.submit(targets[EMULATED].run, exe, release, step, subst)
+    return _normalised(fr.result(), targets[REAL]), _normalised(fe.result(), targets[EMULATED])
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, tuple[int, int, int]]:
@@ -251,8 +254,8 @@ def api_servers(directory: Path) -> Iterator[dict[str, Target]]:
         # the same user as kube-apiserver's admin kubeconfig, so whoami and reviews compare
         emulated.kubeconfig = emulated.server.write_kubeconfig(directory / "emulated" / "admin.kubeconfig",
                                                                user="kubernetes-admin")
-        yield {REAL: Target(REAL, plane.admin_kubeconfig, directory / "cache-real"),
-               EMULATED: Target(EMULATED, emulated.kubeconfig, directory / "cache-emulated")}
+        yield {REAL: Target(REAL, plane.admin_kubeconfig, directory / "cache-real", urlsplit(plane.url).port or 0),
+               EMULATED: Target(EMULATED, emulated.kubeconfig, directory / "cache-emulated", emulated.server.port)}
     finally:
         try:
             emulated.stop()

@@ -176,7 +176,10 @@ def decode_message(name: str, buf: bytes) -> Any:
         spec = table.get(str(num))
         if spec is None:
             continue  # unknown fields are skipped, as protobuf decoders do
-        jname, kind, repeated, pointer, omitempty = spec
+        jname, kind, repeated, pointer, omitempty, _omitzero, inline = spec
+        if inline:  # an embedded struct: its fields are the parent's
+            out.update(decode_message(kind, val))
+            continue
         if kind.startswith("map:"):
             vkind = kind[4:]
             k: Any = ""
@@ -203,14 +206,12 @@ def decode_message(name: str, buf: bytes) -> Any:
             value = decode_message(kind, val)
         if repeated:
             out.setdefault(jname, []).append(value)
-        elif _zero(value) and omitempty and not pointer:
-            continue
-        elif value is None and omitempty and not pointer:
+        elif (_zero(value) and omitempty and not pointer) or (value is None and omitempty and not pointer):
             continue
         else:
             out[jname] = value
-    for jname, kind, repeated, pointer, omitempty in table.values():
-        if jname not in out and not omitempty and (repeated or kind.startswith("map:")):
+    for jname, kind, repeated, _pointer, omitempty, _omitzero, inline in table.values():
+        if jname not in out and not omitempty and not inline and (repeated or kind.startswith("map:")):
             out[jname] = None  # a nil slice or map without omitempty marshals as null
     return _special(name, out)
 
@@ -228,7 +229,7 @@ def decode(body: bytes) -> dict[str, Any]:
         raise st.bad_request("the body of the request was not a Kubernetes protobuf message")
     try:
         unknown = decode_message(UNKNOWN, body[len(MAGIC):])
-        tm = unknown.get("typeMeta") or {}
+        tm = unknown  # runtime.Unknown embeds TypeMeta
         api_version, kind = tm.get("apiVersion", ""), tm.get("kind", "")
         message = message_for(api_version, kind)
         if message is None:
@@ -268,7 +269,7 @@ def _from_special(name: str, v: Any) -> dict[str, Any] | None:
         if v is None:
             return {}
         ts = parse_time(v)
-        return {"seconds": int(ts // 1), "nanos": int(round((ts % 1) * 1e6)) * 1000}
+        return {"seconds": int(ts // 1), "nanos": round((ts % 1) * 1e6) * 1000}
     if name.endswith(".ExtraValue"):
         return {"items": v}
     return None
@@ -286,7 +287,10 @@ def encode_message(name: str, obj: Any) -> bytes:
     table = schema()["messages"].get(name)
     if table is None:
         raise ValueError(f"no protobuf schema for {name}")
-    for num_s, (jname, kind, repeated, _pointer, _omitempty) in sorted(table.items(), key=lambda kv: int(kv[0])):
+    for num_s, (jname, kind, repeated, _p, _oe, _oz, inline) in sorted(table.items(), key=lambda kv: int(kv[0])):
+        if inline:
+            _put_bytes(out, int(num_s), encode_message(kind, obj))
+            continue
         v = obj.get(jname) if isinstance(obj, dict) else None
         if v is None:
             continue
@@ -318,15 +322,9 @@ def encode(obj: dict[str, Any]) -> bytes | None:
         return None
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
     raw = encode_message(message, body)
-    unknown = bytearray()
-    tm = bytearray()
-    _encode_scalar(tm, 1, "string", api_version)
-    _encode_scalar(tm, 2, "string", kind)
-    _put_bytes(unknown, 1, bytes(tm))
-    _put_bytes(unknown, 2, raw)
-    _encode_scalar(unknown, 3, "string", "")
-    _encode_scalar(unknown, 4, "string", "")
-    return MAGIC + bytes(unknown)
+    return MAGIC + encode_message(UNKNOWN, {"apiVersion": api_version, "kind": kind,
+                                            "raw": base64.b64encode(raw).decode(), "contentEncoding": "",
+                                            "contentType": ""})
 
 
 def _list_message(api_version: str, kind: str) -> str | None:

@@ -744,7 +744,13 @@ class APIServer:
         if kind is None:
             raise st.ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
                               f"accepted media types include: {', '.join(PATCH_TYPES)}")
-        patch = negotiate.decode_body(await request.read(), ct)
+        raw = await request.read()
+        if kind in ("merge", "strategic", "json"):
+            try:
+                orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise st.bad_request("invalid JSON patch") from None  # every JSON patch type is checked first
+        patch = negotiate.decode_body(raw, ct)
         dry = self._dry_run(request)
         if info.subresource == "scale":
             current = self.store.get_scale(r.key, ns, info.name)

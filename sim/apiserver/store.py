@@ -25,13 +25,14 @@ from autoscaler.k8s import status as st
 from autoscaler.k8s.selectors import EVERYTHING, FieldSelector, LabelSelector, selector_from_object
 from autoscaler.k8s.timefmt import format_time
 
-from . import convert, crd, strategy
+from . import convert, crd, gojson, strategy
 from .fields import object_fields
 from .resources import CRDS, Catalogue, Resource
 
 log = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+_SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 Key = tuple[str, str]  # (namespace or "", name)
 Callback = Callable[[str, dict, "dict | None"], None]
@@ -435,8 +436,14 @@ class ObjectStore:
         """Store a new object (generateName, uid, creationTimestamp, resourceVersion, generation,
         defaults, validation). ``owned=True`` means the caller hands over ``obj`` (no copy)."""
         if resource == "events.events.k8s.io":
-            return convert.event_to_events_v1(self.create("events", convert.event_from_events_v1(obj),
-                                                          dry_run=dry_run, owned=True))
+            try:
+                return convert.event_to_events_v1(self.create("events", convert.event_from_events_v1(obj),
+                                                              dry_run=dry_run, owned=True))
+            except st.ApiError as err:
+                if err.reason == "AlreadyExists":  # named by the group it was created in
+                    raise st.already_exists("events", (obj.get("metadata") or {}).get("name", ""),
+                                            "events.k8s.io") from None
+                raise
         kind = self._kind(resource)
         info = kind.info
         obj = obj if owned else deep_copy(obj)
@@ -457,9 +464,9 @@ class ObjectStore:
                     md["name"] = candidate
                     break
         name = md.get("name") or ""
-        causes = strategy.validate_name(resource, name)
-        if causes:
-            raise self._invalid(kind, name, causes)
+        name_causes = strategy.validate_name(resource, name)
+        if name_causes and not name:
+            raise self._invalid(kind, name, name_causes)
         if info.namespaced:
             self._check_namespace(md["namespace"])
         key = self._key(kind, md.get("namespace"), name)
@@ -477,8 +484,11 @@ class ObjectStore:
         if resource == "services":
             self._allocate_cluster_ip(obj)
         strategy.apply_defaults(resource, obj)
+        if resource == "pods":
+            self._mount_service_account_token(obj)
+        gojson.normalise(obj)
         md = obj["metadata"]  # defaulting may hand back a new dict
-        causes = strategy.validate(resource, obj, None)
+        causes = name_causes + strategy.validate(resource, obj, None)  # all of them, as kube-apiserver reports
         if causes:
             raise self._invalid(kind, name, causes)
         if resource == CRDS:
@@ -491,6 +501,27 @@ class ObjectStore:
         if resource == "namespaces":
             self._on_namespace_created(name)
         return obj
+
+    def _mount_service_account_token(self, pod: dict) -> None:
+        """The ServiceAccount admission plugin: a projected token volume, mounted in every container,
+        unless the pod or its ServiceAccount opts out (or a volume is mounted there already)."""
+        spec = pod["spec"]
+        sa = self.try_get("serviceaccounts", pod["metadata"]["namespace"], spec.get("serviceAccountName", "default"))
+        if spec.get("automountServiceAccountToken") is False or (
+                spec.get("automountServiceAccountToken") is None and sa is not None
+                and sa.get("automountServiceAccountToken") is False):
+            return
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
+            return
+        name = "kube-api-access-" + "".join(random.choice(_NAME_CHARS) for _ in range(5))
+        spec.setdefault("volumes", []).append({"name": name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}], "name": "kube-root-ca.crt"}},
+            {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                        "path": "namespace"}]}}]}})
+        for c in containers:
+            c.setdefault("volumeMounts", []).append({"mountPath": _SA_MOUNT, "name": name, "readOnly": True})
 
     def _allocate_cluster_ip(self, obj: dict) -> None:
         spec = obj.setdefault("spec", {})
@@ -587,6 +618,7 @@ class ObjectStore:
                 raise self._invalid(kind, omd["name"], causes)
             if resource == CRDS:
                 crd.establish(new, old, self.clock())
+        gojson.normalise(new)
         if _without_rv(new) == _without_rv(old):
             return old  # a no-op write changes nothing and notifies nobody, as in kube-apiserver
         if dry_run:

@@ -8,6 +8,7 @@ cross-field rules that clients hit in practice (deployment selectors, HPA rules 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -279,13 +280,14 @@ def _workload(kind: str) -> Callable[[dict[str, Any], dict[str, Any] | None], Ca
         if selector.empty:
             causes.append(("spec.selector", "Invalid value: \"\": empty selector is invalid for deployment"
                            if kind == "Deployment" else "Required value"))
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        if not selector.empty and not selector.matches(labels):
-            causes.append(("spec.template.metadata.labels",
-                           f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
         reps = spec.get("replicas")
         if isinstance(reps, int) and reps < 0:
             causes.append(("spec.replicas", f"Invalid value: {reps}: must be greater than or equal to 0"))
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not selector.empty and not selector.matches(labels):
+            shown = json.dumps(labels, separators=(",", ":"), sort_keys=True)  # 1.37 prints values as JSON
+            causes.append(("spec.template.metadata.labels",
+                           f"Invalid value: {shown}: `selector` does not match template `labels`"))
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers")
         if not containers:
             causes.append(("spec.template.spec.containers", "Required value"))

@@ -547,7 +547,37 @@ def custom_printer(columns: Sequence[PrinterColumn]) -> Printer:
         return [o["metadata"]["name"], *(_cell(c, o, now) for c in cols)]
     return [_NAME, *((c.name, c.type, c.description, c.priority) for c in cols)], row
 
+# RBAC (kubectl's printers for roles and bindings)
+_ROLE_COLS: list[Col] = [_NAME, ("Created At", "date", "Time when the role was created", 0)]
+_BINDING_COLS: list[Col] = [
+    _NAME, ("Role", "string", "Role", 0), _AGE, ("Users", "string", "Users in the roleBinding", 1),
+    ("Groups", "string", "Groups in the roleBinding", 1),
+    ("ServiceAccounts", "string", "ServiceAccounts in the roleBinding", 1)]
+
+
+def _role_row(o: dict, now: float) -> list:
+    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
+
+
+def _binding_row(o: dict, now: float) -> list:
+    ref = o.get("roleRef") or {}
+    users, groups, sas = [], [], []
+    for s in o.get("subjects") or []:
+        if s.get("kind") == "User":
+            users.append(s.get("name", ""))
+        elif s.get("kind") == "Group":
+            groups.append(s.get("name", ""))
+        elif s.get("kind") == "ServiceAccount":
+            sas.append(f"{s.get('namespace', '')}/{s.get('name', '')}")
+    return [o["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(o, now), ", ".join(users),
+            ", ".join(groups), ", ".join(sas)]
+
+
 PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
+    "roles.rbac.authorization.k8s.io": (_ROLE_COLS, _role_row),
+    "clusterroles.rbac.authorization.k8s.io": (_ROLE_COLS, _role_row),
+    "rolebindings.rbac.authorization.k8s.io": (_BINDING_COLS, _binding_row),
+    "clusterrolebindings.rbac.authorization.k8s.io": (_BINDING_COLS, _binding_row),
     "pods": (_POD_COLS, _pod_row),
     "nodes": (_NODE_COLS, _node_row),
     "deployments.apps": (_DEPLOY_COLS, _deploy_row),
