@@ -267,3 +267,27 @@ def test_events_table(srv):
     # the same event seen through events.k8s.io/v1
     got = json.loads(kubectl(srv, "get", "--raw", "/apis/events.k8s.io/v1/namespaces/default/events/web.1").stdout)
     assert got["regarding"]["name"] == "web" and got["note"].startswith("Scaled up")
+
+
+@pytest.mark.parametrize("release", ALL_KUBECTLS, ids=str)
+def test_typed_create_subcommands_protobuf_and_rbac_colons(srv, release):
+    """kubectl 1.32+ sends (and reads) protobuf from its typed `create`/`autoscale` subcommands;
+    RBAC names may hold colons, as system:* roles do."""
+    binary, tag = release.exe(), release.name.replace(".", "-")
+    role = f"team:{tag}:view"
+    out = kubectl(srv, "create", "clusterrole", role, "--verb=get,list", "--resource=deployments.apps",
+                  binary=binary).stdout
+    assert f"clusterrole.rbac.authorization.k8s.io/{role} created" in out
+    kubectl(srv, "create", "clusterrolebinding", role, f"--clusterrole={role}", "--group=viewers", binary=binary)
+    kubectl(srv, "create", "pdb", f"pdb-{tag}", "--selector=app=x", "--max-unavailable=1", binary=binary)
+    kubectl(srv, "create", "deployment", f"d-{tag}", "--image=nginx:1", "--replicas=0", binary=binary)
+    kubectl(srv, "autoscale", "deploy", f"d-{tag}", "--min=2", "--max=4", binary=binary)
+    crb = json.loads(kubectl(srv, "get", "clusterrolebinding", role, "-o", "json").stdout)
+    assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}
+    assert crb["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "viewers"}]
+    pdb = json.loads(kubectl(srv, "get", "pdb", f"pdb-{tag}", "-o", "json").stdout)
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "x"}}}
+    hpa = json.loads(kubectl(srv, "get", "hpa", f"d-{tag}", "-o", "json").stdout)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    bad = kubectl(srv, "create", "clusterrole", "a/b", "--verb=get", "--resource=pods", binary=binary, check=False)
+    assert bad.returncode != 0 and "may not contain '/'" in bad.stderr

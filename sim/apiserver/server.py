@@ -418,12 +418,14 @@ class APIServer:
     def _printer(r: resources.Resource) -> tables.Printer | None:
         return tables.custom_printer(r.columns) if r.custom else None
 
-    def _target(self, request: web.Request) -> negotiate.Target:
-        return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS)
+    def _target(self, request: web.Request, r: resources.Resource | None = None) -> negotiate.Target:
+        """The representation asked for; protobuf for built-in kinds (custom resources have none)."""
+        return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS,
+                                protobuf=r is not None and not r.custom)
 
     def _render_one(self, request: web.Request, r: resources.Resource, version: str, obj: dict,
                     status: int = 200) -> web.Response:
-        target = self._target(request)
+        target = self._target(request, r)
         if target.as_ == "Table":
             include = request.query.get("includeObject", "Metadata")
             return _json(tables.table(r.storage_key if r.storage else r.key, [self._core(r, obj)],
@@ -543,7 +545,7 @@ class APIServer:
             meta["continue"] = token
         if remaining is not None:
             meta["remainingItemCount"] = remaining
-        target = self._target(request)
+        target = self._target(request, r)
         if target.as_ == "Table":
             include = request.query.get("includeObject", "Metadata")
             core_items = [self._core(r, o) for o in items]
