@@ -43,14 +43,20 @@ from .tokens import LegacyTokenController, TokenIssuer, request_token
 
 log = structlog.get_logger(__name__)
 
+# The release the emulator is compared with (docs/emulator-fidelity.md); built from source, so no
+# commit or build date is claimed.
 SERVER_VERSION = {
     "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0",
-    "gitCommit": "70d3cc986aa8221cd1dfb1121852688902d3bf53",
-    "gitTreeState": "clean",
-    "buildDate": "2024-12-11T17:59:15Z",
-    "goVersion": "go1.23.3",
+    "minor": "37",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+    "gitVersion": "v1.37.2",
+    "gitCommit": "",
+    "gitTreeState": "",
+    "buildDate": "1970-01-01T00:00:00Z",
+    "goVersion": "go1.26.8",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
