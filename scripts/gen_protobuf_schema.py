@@ -39,6 +39,8 @@ PACKAGES = [
     ("api", "policy/v1", "policy/v1"),
     ("api", "authentication/v1", "authentication.k8s.io/v1"),
     ("api", "authorization/v1", "authorization.k8s.io/v1"),
+    ("api", "storage/v1", "storage.k8s.io/v1"),
+    ("api", "resource/v1", "resource.k8s.io/v1"),
     ("apiextensions-apiserver", "pkg/apis/apiextensions/v1", "apiextensions.k8s.io/v1"),
     ("kube-aggregator", "pkg/apis/apiregistration/v1", "apiregistration.k8s.io/v1"),
 ]

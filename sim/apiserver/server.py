@@ -20,7 +20,7 @@ from autoscaler.k8s import status as st
 from autoscaler.k8s.fields import model_for, prune_unknown, strict_decoding_error
 from autoscaler.k8s.selectors import SelectorError, parse_label_selector
 
-from . import convert, discovery, fields, negotiate, openapi, resources, tables
+from . import convert, discovery, fields, negotiate, openapi, protobuf, resources, tables
 from .aggregation import Aggregator
 from .auth import (
     ANONYMOUS_USER,
@@ -427,7 +427,8 @@ class APIServer:
     def _target(self, request: web.Request, r: resources.Resource | None = None) -> negotiate.Target:
         """The representation asked for; protobuf for built-in kinds (custom resources have none)."""
         return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS,
-                                protobuf=r is not None and not r.custom)
+                                protobuf=r is not None and not r.custom
+                                and protobuf.message_for(r.api_version(), r.kind) is not None)
 
     def _render_one(self, request: web.Request, r: resources.Resource, version: str, obj: dict,
                     status: int = 200) -> web.Response:
