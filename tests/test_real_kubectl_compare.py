@@ -17,6 +17,13 @@ from tests.kubectls import kubectl_set
 
 pytestmark = pytest.mark.real_cluster
 
+#: kinds served so that kube-scheduler's informers sync, stored without defaults or validation:
+#: the emulator does not model them, so the script does not compare them
+STORED_ONLY = {f"{plural}.storage.k8s.io" for plural in (
+    "csidrivers", "csinodes", "csistoragecapacities", "volumeattachments", "volumeattributesclasses")} | {
+    f"{plural}.resource.k8s.io" for plural in (
+        "deviceclasses", "devicetaintrules", "resourceclaims", "resourceclaimtemplates", "resourceslices")}
+
 
 def test_script_creates_every_kind_the_emulator_stores():
     """The script's manifests name every stored built-in kind (the catalogue is the list to cover)."""
@@ -26,7 +33,7 @@ def test_script_creates_every_kind_the_emulator_stores():
     kinds = {(d.get("apiVersion"), d.get("kind")) for text in raw["manifests"].values()
              for d in yaml.safe_load_all(text) if d}
     missing = {(r.api_version(), r.kind) for r in RESOURCES
-               if r.key not in VIRTUAL and not r.storage and r.key != "namespaces"} - kinds
+               if r.key not in VIRTUAL and not r.storage and r.key not in ("namespaces", *STORED_ONLY)} - kinds
     assert not missing, f"the kubectl script creates none of {sorted(missing)}"
 
 

@@ -230,6 +230,38 @@ def _secret(obj: dict[str, Any]) -> None:
         obj["data"] = data
 
 
+def _pvc(obj: dict[str, Any]) -> None:
+    obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _pv(obj: dict[str, Any]) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+    if isinstance(spec.get("hostPath"), dict):
+        spec["hostPath"].setdefault("type", "")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _replicationcontroller(obj: dict[str, Any]) -> None:
+    spec = obj.setdefault("spec", {})
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        md = obj.setdefault("metadata", {})
+        if not md.get("labels"):
+            md["labels"] = dict(labels)
+    spec.setdefault("replicas", 1)
+    _default_template(obj)
+
+
+def _storageclass(obj: dict[str, Any]) -> None:
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
 def _endpoints(obj: dict[str, Any]) -> None:
     for subset in obj.get("subsets") or []:
         for p in subset.get("ports") or []:
@@ -251,6 +283,10 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "services": _service,
     "secrets": _secret,
     "endpoints": _endpoints,
+    "persistentvolumeclaims": _pvc,
+    "persistentvolumes": _pv,
+    "replicationcontrollers": _replicationcontroller,
+    "storageclasses.storage.k8s.io": _storageclass,
     "horizontalpodautoscalers.autoscaling": _hpa,
     CRDS: crd.default,
 }
