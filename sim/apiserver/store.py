@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 _SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+_PROTECTED = {"persistentvolumeclaims": "kubernetes.io/pvc-protection", "persistentvolumes": "kubernetes.io/pv-protection"}
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 Key = tuple[str, str]  # (namespace or "", name)
 Callback = Callable[[str, dict, "dict | None"], None]
@@ -486,6 +487,12 @@ class ObjectStore:
         strategy.apply_defaults(resource, obj)
         if resource == "pods":
             self._mount_service_account_token(obj)
+        elif resource in _PROTECTED:  # the StorageObjectInUseProtection admission plugin
+            finalizers = obj["metadata"].setdefault("finalizers", [])
+            if _PROTECTED[resource] not in finalizers:
+                finalizers.append(_PROTECTED[resource])
+            if resource == "persistentvolumes":
+                obj.setdefault("status", {})["lastPhaseTransitionTime"] = obj["metadata"]["creationTimestamp"]
         gojson.normalise(obj)
         md = obj["metadata"]  # defaulting may hand back a new dict
         causes = name_causes + strategy.validate(resource, obj, None)  # all of them, as kube-apiserver reports
