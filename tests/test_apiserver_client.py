@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ssl
 import threading
 
@@ -229,8 +230,16 @@ async def test_table_and_partial_metadata(srv):
                                   "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json")
     doc = orjson.loads(body)
     assert doc["kind"] == "PartialObjectMetadataList" and doc["apiVersion"] == "meta.k8s.io/v1"
-    status, _, body = await _get(srv, "/api/v1/namespaces", "application/vnd.kubernetes.protobuf")
-    assert status == 406 and orjson.loads(body)["reason"] == "NotAcceptable"
+    # built-in kinds are answered in protobuf to clients that ask for it (kube-controller-manager,
+    # kube-scheduler, kubectl's typed clients); custom resources have no protobuf form
+    status, ct, body = await _get(srv, "/api/v1/namespaces", "application/vnd.kubernetes.protobuf")
+    assert status == 200 and ct == "application/vnd.kubernetes.protobuf"
+    from sim.apiserver import protobuf
+
+    unknown = protobuf.decode_message(protobuf.UNKNOWN, body[len(protobuf.MAGIC):])
+    assert (unknown["apiVersion"], unknown["kind"]) == ("v1", "NamespaceList")
+    listed = protobuf.decode_message("k8s.io.api.core.v1.NamespaceList", base64.b64decode(unknown["raw"]))
+    assert "default" in {ns["metadata"]["name"] for ns in listed["items"]}
 
 
 async def test_aggregated_discovery(srv):

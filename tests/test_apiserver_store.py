@@ -114,3 +114,29 @@ def test_noop_update_does_not_bump_version_and_validation():
             "spec": {"selector": {"matchLabels": {"a": "b"}},
                      "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c"}]}}}})
     assert err.value.code == 422 and "`selector` does not match template `labels`" in err.value.message
+
+
+def test_objects_are_shaped_as_kube_apiserver_answers_them():
+    """Fields Go always writes appear as zero values, empty structs as {}, write-only fields go."""
+    s = ObjectStore()
+    dep = s.create("deployments.apps", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    assert dep["status"] == {}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+    rs = s.create("replicasets.apps", {**dep, "kind": "ReplicaSet", "metadata": {"name": "r"}, "status": None})
+    assert rs["status"] == {"replicas": 0}
+    node = s.create("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}})
+    assert node["status"]["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 0}}
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == ""
+    ev = s.create("events", {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "default"},
+                             "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "R"})
+    assert ev["firstTimestamp"] is None and ev["source"] == {} and ev["reportingComponent"] == ""
+    sec = s.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"},
+                               "stringData": {"password": "hunter2"}})
+    assert "stringData" not in sec and sec["data"] == {"password": "aHVudGVyMg=="}
+    p = s.create("pods", pod("p"))
+    mounts = p["spec"]["containers"][0]["volumeMounts"]
+    assert mounts[0]["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount" and mounts[0]["readOnly"]
+    assert p["spec"]["volumes"][0]["name"] == mounts[0]["name"] and p["metadata"]["generation"] == 1

@@ -9,7 +9,6 @@ pattern of test_e2e_controller_cluster.py).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from contextlib import asynccontextmanager
@@ -27,11 +26,10 @@ from sim.kubelet.pods import PodTiming
 from sim.loadmodel import Constant
 from sim.nodes import NodeSpec
 from sim.scenario import Scenario, WorkloadSpec
+from tests.kubectls import kubectl_set
 from tests.sim_fixtures import ControllerEnv, kubectl, scraped_cluster
 
 KUBECTL = shutil.which("kubectl") or "kubectl"
-BIN_DIR = Path(os.path.realpath(KUBECTL)).parent
-KUBECTLS = [KUBECTL, *(str(BIN_DIR / f"kubectl.{v}") for v in ("1.27", "1.33"))]
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
 CRD = {
@@ -95,16 +93,17 @@ def test_kubectl_crd_lifecycle_and_scale(tmp_path):
         assert header.split() == ["NAME", "DESIRED", "CURRENT", "AGE"] and row.split()[:2] == ["web", "2"]
         assert kubectl(kc, "get", "ro", "web", "-o", "jsonpath={.spec.strategy.canary.steps[0].setWeight}") == "20"
 
-        for replicas, binary in enumerate(KUBECTLS, start=3):
+        kubectls = [k.exe() for k in kubectl_set()]
+        for replicas, binary in enumerate(kubectls, start=3):
             assert "scaled" in kubectl(kc, "scale", "rollout", "web", f"--replicas={replicas}", binary=binary)
             assert kubectl(kc, "get", "ro", "web", "-o", "jsonpath={.spec.replicas}", binary=binary) == str(replicas)
         ro = json.loads(kubectl(kc, "get", "ro", "web", "-o", "json"))
-        assert ro["metadata"]["generation"] == 1 + len(KUBECTLS)  # every scale changed the spec
+        assert ro["metadata"]["generation"] == 1 + len(kubectls)  # every scale changed the spec
         scale = json.loads(kubectl(kc, "get", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/default/rollouts/web/scale"))
         assert scale == {"kind": "Scale", "apiVersion": "autoscaling/v1",
                          "metadata": {k: ro["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
                                                                       "creationTimestamp")},
-                         "spec": {"replicas": 2 + len(KUBECTLS)}, "status": {"replicas": 0}}
+                         "spec": {"replicas": 2 + len(kubectls)}, "status": {"replicas": 0}}
 
         resources = kubectl(kc, "api-resources", f"--api-group={GROUP}").splitlines()
         assert resources[1].split() == ["rollouts", "ro", f"{GROUP}/{VERSION}", "true", "Rollout"]

@@ -194,6 +194,7 @@ async def test_dry_run_writes_nothing_and_reports_what_active_mode_does(tmp_path
 async def test_dry_run_alone_leaves_the_cluster_untouched(tmp_path):
     async with environment(tmp_path) as env:
         dry = await env.controller("dry-run")
+        fresh = env.hpa().status  # as the API server wrote it at creation (desiredReplicas: 0)
         env.cluster.set_load("default", "web", Constant(cores=0.8))
         recs = []
         for _ in range(3):
@@ -201,7 +202,7 @@ async def test_dry_run_alone_leaves_the_cluster_untouched(tmp_path):
             recs.append(out["default/web"].desired)
         assert max(recs) > 2  # it recommends scaling up...
         assert env.replicas() == 2  # ...but the Deployment was not touched
-        assert env.hpa().status is None or env.hpa().status.desired_replicas is None  # nor the HPA status
+        assert env.hpa().status == fresh and not fresh.last_scale_time  # nor the HPA status
         await dry.recorder.flush()
         (ev,) = env.events("DryRunRescale")
         assert ev.count >= 1 and "would rescale to" in ev.message

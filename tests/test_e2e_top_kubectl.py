@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 import pytest
-from test_metrics_api_support import KUBECTL_DIR, MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
+from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
 
 from autoscaler.k8s.quantity import milli_value
 from sim.cluster import run_in_thread
 from sim.scenario import parse_scenario
+from tests.kubectls import kubectl_set
 
 SCENARIO = {
     "name": "e2e-top",
@@ -115,10 +116,9 @@ def test_kubectl_top_nodes_matches_load_model(env):
     assert cpus == sorted(cpus, reverse=True)
 
 
-@pytest.mark.parametrize("binary", ["kubectl", "kubectl.1.27", "kubectl.1.33"])
-def test_kubectl_top_pods_all_namespaces_with_containers(env, binary):
-    if binary != "kubectl" and not (KUBECTL_DIR / binary).exists():
-        pytest.fail(f"{binary} is not installed in {KUBECTL_DIR} (run scripts/install_kubectl.py)")
+@pytest.mark.parametrize("release", kubectl_set(), ids=str)
+def test_kubectl_top_pods_all_namespaces_with_containers(env, release):
+    binary = release.exe()
     cluster, _ = env
     kc = cluster.kubeconfig
     rows = _rows(kubectl(kc, "top", "pods", "-A", "--containers", binary=binary).stdout)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_metrics_api_support import KUBECTL_DIR
 
 from autoscaler.cli import build_parser
 from sim.cluster import run_in_thread
 from sim.scenario import parse_scenario
+from tests.kubectls import kubectl_set
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "manifests"
@@ -21,8 +21,7 @@ HA = ROOT / "manifests" / "overlays" / "high-availability"
 
 
 def kustomize(path: Path, binary: str = "kubectl") -> tuple[str, list[dict]]:
-    exe = binary if binary == "kubectl" else str(KUBECTL_DIR / binary)
-    proc = subprocess.run([exe, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([binary, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d]
 
@@ -120,10 +119,9 @@ def test_high_availability_overlay():
     assert len(objs) == len(by_kind(kustomize(BASE)[1])) + 1
 
 
-@pytest.mark.parametrize("binary", ["kubectl.1.27", "kubectl.1.33"])
-def test_older_and_newer_kubectl_render_the_same_objects(binary):
-    if not (KUBECTL_DIR / binary).exists():
-        pytest.fail(f"{binary} is not installed in {KUBECTL_DIR} (run scripts/install_kubectl.py)")
+@pytest.mark.parametrize("release", [k for k in kubectl_set() if k.name != "path"], ids=str)
+def test_older_and_newer_kubectl_render_the_same_objects(release):
+    binary = release.exe()
     for path in (BASE, HA):
         _, ours = kustomize(path)
         _, theirs = kustomize(path, binary)

@@ -7,7 +7,6 @@ present the certificates a kube-apiserver aggregator or a user would.
 
 from __future__ import annotations
 
-import shutil
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -160,8 +159,6 @@ async def start_server(tmp: Path, store: Any, index: ObjectIndex, *, trust: Trus
 
 # -- end to end: `autoscaler run` against the emulated cluster ------------------------------------
 
-#: where scripts/install_kubectl.py puts kubectl.1.27 etc.: beside the kubectl found on PATH
-KUBECTL_DIR = Path(shutil.which("kubectl") or "kubectl").resolve().parent
 
 
 class MetricsServerThread:
@@ -233,10 +230,10 @@ def register_apiservice(cluster: Any, port: int) -> None:
 
 
 def kubectl(kubeconfig: Path, *argv: str, binary: str = "kubectl", check: bool = True, timeout: float = 60) -> Any:
+    """Run ``binary`` (the kubectl on PATH, or a path from tests.kubectls) against ``kubeconfig``."""
     import subprocess
 
-    exe = binary if "/" in binary or binary == "kubectl" else str(KUBECTL_DIR / binary)
-    proc = subprocess.run([exe, "--kubeconfig", str(kubeconfig), *argv], capture_output=True, text=True,
+    proc = subprocess.run([binary, "--kubeconfig", str(kubeconfig), *argv], capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{binary} {' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")

@@ -8,7 +8,6 @@ A tier of its own: ``python3 -m pytest -m real_cluster`` (the default run desele
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from sim.controlplane import binaries
 from sim.loadmodel import Constant
+from tests.kubectls import oldest
 from tests.real_cluster import GRACE, RESOLUTION, fetch, missing_programs, start_tier, stop_tier, wait_for
 
 pytestmark = pytest.mark.real_cluster
@@ -58,14 +58,8 @@ def mem_bytes(q: str) -> int:
 
 
 def kubectl_127() -> str:
-    """kubectl.1.27 on PATH, or where scripts/install_kubectl.py puts it: beside the kubectl on PATH."""
-    found = shutil.which("kubectl.1.27")
-    beside = Path(shutil.which("kubectl") or "kubectl").resolve().parent / "kubectl.1.27"
-    if found:
-        return found
-    if beside.is_file():
-        return str(beside)
-    pytest.fail("kubectl.1.27 is not installed: run `python3 scripts/install_kubectl.py`")
+    """kubectl 1.27, found as tests/kubectls.py finds it (failing with the install command when absent)."""
+    return oldest().exe()
 
 
 def apiservice_available(tier) -> bool:

@@ -8,7 +8,7 @@ with backslash escapes. Errors are :class:`SelectorError` with the message kube-
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,69 +150,12 @@ def parse_label_selector(text: str | None) -> LabelSelector:
         return toks[idx]
 
     while i < len(toks):
-        tok = toks[i]
-        if tok == "!":
-            key = expect_value(i + 1)
-            validate_label_key(key)
-            reqs.append(Requirement(key, "!"))
-            i += 2
-        else:
-            key = expect_value(i)
-            validate_label_key(key)
-            nxt = toks[i + 1] if i + 1 < len(toks) else None
-            if nxt is None or nxt == ",":
-                reqs.append(Requirement(key, "exists"))
-                i += 1
-            elif nxt in ("=", "==", "!="):
-                # An empty value is allowed: "a=" selects a present-and-empty label.
-                if i + 2 < len(toks) and toks[i + 2] not in {",", "(", ")", "=", "==", "!=", "!"}:
-                    val = toks[i + 2]
-                    i += 3
-                else:
-                    val = ""
-                    i += 2
-                validate_label_value(val)
-                reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (val,)))
-            elif nxt in (">", "<"):
-                val = expect_value(i + 2)
-                try:
-                    int(val)
-                except ValueError:
-                    raise SelectorError(
-                        f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an "
-                        f"integer: {val!r}"
-                    ) from None
-                reqs.append(Requirement(key, "gt" if nxt == ">" else "lt", (val,)))
-                i += 3
-            elif nxt in OPS_SET:
-                if i + 2 >= len(toks) or toks[i + 2] != "(":
-                    found = toks[i + 2] if i + 2 < len(toks) else "end of string"
-                    raise SelectorError(f"unable to parse requirement: found '{found}', expected: '('")
-                j = i + 3
-                vals: list[str] = []
-                while True:
-                    if j >= len(toks):
-                        raise SelectorError("unable to parse requirement: found 'end of string', expected: ')'")
-                    if toks[j] == ")":
-                        j += 1
-                        break
-                    if toks[j] == ",":
-                        j += 1
-                        continue
-                    validate_label_value(toks[j])
-                    vals.append(toks[j])
-                    j += 1
-                if not vals and nxt == "in":
-                    raise SelectorError(
-                        "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
-                    )
-                reqs.append(Requirement(key, nxt, tuple(sorted(set(vals)))))
-                i = j
-            else:
-                raise SelectorError(
-                    f"unable to parse requirement: found '{nxt}', expected: "
-                    "in, notin, =, ==, !=, gt, lt"
-                )
+        try:
+            i = _requirement(toks, i, reqs, expect_value)
+        except SelectorError as e:  # apimachinery prefixes what goes wrong inside one requirement
+            msg = str(e)
+            raise SelectorError(msg if msg.startswith("unable to parse requirement") else
+                                f"unable to parse requirement: {msg}") from None
         if i < len(toks):
             if toks[i] != ",":
                 raise SelectorError(f"found '{toks[i]}', expected: ',' or 'end of string'")
@@ -220,6 +163,74 @@ def parse_label_selector(text: str | None) -> LabelSelector:
             if i >= len(toks):
                 raise SelectorError("found 'end of string', expected: identifier")
     return LabelSelector(_sorted(reqs))
+
+
+def _requirement(toks: list[str], i: int, reqs: list[Requirement], expect_value: Callable[[int], str]) -> int:
+    """Parse the requirement at ``toks[i]`` into ``reqs``; the index after it."""
+    tok = toks[i]
+    if tok == "!":
+        key = expect_value(i + 1)
+        validate_label_key(key)
+        reqs.append(Requirement(key, "!"))
+        i += 2
+    else:
+        key = expect_value(i)
+        validate_label_key(key)
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if nxt is None or nxt == ",":
+            reqs.append(Requirement(key, "exists"))
+            i += 1
+        elif nxt in ("=", "==", "!="):
+            # An empty value is allowed: "a=" selects a present-and-empty label.
+            if i + 2 >= len(toks) or toks[i + 2] == ",":
+                val = ""
+                i += 2
+            else:
+                val = expect_value(i + 2)
+                i += 3
+            validate_label_value(val)
+            reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (val,)))
+        elif nxt in (">", "<"):
+            val = expect_value(i + 2)
+            try:
+                int(val)
+            except ValueError:
+                raise SelectorError(
+                    f"unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an "
+                    f"integer: {val!r}"
+                ) from None
+            reqs.append(Requirement(key, "gt" if nxt == ">" else "lt", (val,)))
+            i += 3
+        elif nxt in OPS_SET:
+            if i + 2 >= len(toks) or toks[i + 2] != "(":
+                found = toks[i + 2] if i + 2 < len(toks) else "end of string"
+                raise SelectorError(f"unable to parse requirement: found '{found}', expected: '('")
+            j = i + 3
+            vals: list[str] = []
+            while True:
+                if j >= len(toks):
+                    raise SelectorError("unable to parse requirement: found 'end of string', expected: ')'")
+                if toks[j] == ")":
+                    j += 1
+                    break
+                if toks[j] == ",":
+                    j += 1
+                    continue
+                validate_label_value(toks[j])
+                vals.append(toks[j])
+                j += 1
+            if not vals and nxt == "in":
+                raise SelectorError(
+                    "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
+                )
+            reqs.append(Requirement(key, nxt, tuple(sorted(set(vals)))))
+            i = j
+        else:
+            raise SelectorError(
+                f"unable to parse requirement: found '{nxt}', expected: "
+                "in, notin, =, ==, !=, gt, lt"
+            )
+    return i
 
 
 def selector_from_object(obj: Mapping[str, Any] | None) -> LabelSelector:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from cryptography import x509
 
 from autoscaler.k8s import status as st
 from autoscaler.k8s.certs import ClientCertError, common_name, organizations, verify_client_cert
+from autoscaler.k8s.timefmt import format_time
 from sim.apiserver.tokens import TokenError, TokenIssuer, validate_against_store
 
 AUTHENTICATED = "system:authenticated"
@@ -514,7 +516,8 @@ def forbidden_error(attrs: RequestAttributes, reason: str = "") -> st.ApiError:
 
 def _review_envelope(kind: str, api_version: str, body: Mapping[str, Any], spec: Any) -> dict[str, Any]:
     meta = dict(body.get("metadata") or {})
-    meta.setdefault("creationTimestamp", None)
+    if meta.get("creationTimestamp") is None:  # a zero time is omitted (omitzero, 1.35+)
+        meta.pop("creationTimestamp", None)
     return {"kind": kind, "apiVersion": api_version, "metadata": meta, "spec": spec}
 
 
@@ -629,6 +632,6 @@ def review_self(user: UserInfo, body: dict[str, Any] | None = None) -> dict[str,
     """SelfSubjectReview create (``kubectl auth whoami``)."""
     body = _require_kind(body or {}, "SelfSubjectReview")
     meta = dict(body.get("metadata") or {})
-    meta.setdefault("creationTimestamp", None)
+    meta["creationTimestamp"] = format_time(time.time())  # kube-apiserver stamps the review
     return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": meta,
             "status": {"userInfo": user.to_api()}}

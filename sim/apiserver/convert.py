@@ -10,6 +10,8 @@ from typing import Any
 
 from autoscaler.hpa.defaults import hpa_v1_to_v2, hpa_v2_to_v1
 
+from . import gojson
+
 _EVENT_RENAMES = (  # (core/v1 field, events.k8s.io/v1 field)
     ("involvedObject", "regarding"),
     ("message", "note"),
@@ -33,7 +35,7 @@ def event_to_events_v1(core: dict[str, Any]) -> dict[str, Any]:
     if "series" in core and isinstance(core["series"], dict):
         s = core["series"]
         out["series"] = {"count": s.get("count", 0), "lastObservedTime": s.get("lastObservedTime")}
-    return out
+    return gojson.normalise(out)
 
 
 def event_from_events_v1(ev: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,11 @@ def _sub_kind(r: Resource, sub: str) -> tuple[str, str, str]:
         return "policy", "v1", "Eviction"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub in ("exec", "attach", "portforward"):
+        return "", "v1", {"exec": "PodExecOptions", "attach": "PodAttachOptions",
+                          "portforward": "PodPortForwardOptions"}[sub]
+    if sub == "log":
+        return "", "v1", "Pod"
     if sub == "proxy":
         return "", "", f"{r.kind}ProxyOptions"
     return r.group, "", r.kind

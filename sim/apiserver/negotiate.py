@@ -1,7 +1,7 @@
 """Content negotiation: which representation an ``Accept`` header asks for, and body decoding.
 
-JSON is always produced (kube-apiserver also speaks protobuf; clients that prefer it accept JSON
-as a fallback); YAML when asked for; ``as=Table`` / ``as=PartialObjectMetadata[List]`` /
+JSON, YAML, and protobuf for built-in kinds (kube-controller-manager, kube-scheduler and kubectl's
+typed clients prefer it; watches are answered in JSON, which those clients also accept); ``as=Table`` / ``as=PartialObjectMetadata[List]`` /
 ``as=APIGroupDiscoveryList`` representations with their ``g``/``v`` parameters.
 """
 
@@ -15,7 +15,8 @@ import yaml
 
 from autoscaler.k8s import status as st
 
-ACCEPTED = "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+ACCEPTED = f"application/json, application/yaml, {PROTOBUF}"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class MediaType:
 
 @dataclass(frozen=True)
 class Target:
-    """What to send: ``fmt`` json|yaml; ``as_`` ''|Table|PartialObjectMetadata|APIGroupDiscoveryList."""
+    """What to send: ``fmt`` json|yaml|protobuf; ``as_`` ''|Table|PartialObjectMetadata|APIGroupDiscoveryList."""
 
     fmt: str = "json"
     as_: str = ""
@@ -38,6 +39,8 @@ class Target:
 
     @property
     def content_type(self) -> str:
+        if self.fmt == "protobuf":
+            return PROTOBUF
         base = "application/yaml" if self.fmt == "yaml" else "application/json"
         if self.as_ == "Table":
             return f"{base};as=Table;v={self.version or 'v1'};g=meta.k8s.io"
@@ -74,10 +77,14 @@ def parse_accept(header: str | None) -> list[MediaType]:
 _JSONISH = {"application/json", "*/*", "application/*"}
 
 
-def choose(header: str | None, *, allowed_as: tuple[str, ...] = ()) -> Target:
-    """The first media type in ``header`` we can produce; 406 NotAcceptable when none."""
+def choose(header: str | None, *, allowed_as: tuple[str, ...] = (), protobuf: bool = False) -> Target:
+    """The first media type in ``header`` we can produce; 406 NotAcceptable when none.
+
+    ``protobuf``: the response is a built-in kind (or a list of one), which has a protobuf form."""
     for m in parse_accept(header):
-        if m.type == "application/vnd.kubernetes.protobuf" or m.type == "application/cbor":
+        if m.type == PROTOBUF and protobuf and not m.as_ and m.params.get("stream") != "watch":
+            return Target("protobuf")
+        if m.type == PROTOBUF or m.type == "application/cbor":
             continue
         fmt = "yaml" if m.type == "application/yaml" else "json" if m.type in _JSONISH else ""
         if not fmt:
@@ -98,6 +105,13 @@ def choose(header: str | None, *, allowed_as: tuple[str, ...] = ()) -> Target:
 
 
 def encode(obj: Any, target: Target) -> bytes:
+    if target.fmt == "protobuf":
+        from .protobuf import encode as encode_protobuf
+
+        body = encode_protobuf(obj)
+        if body is None:
+            raise st.not_acceptable(f"only the following media types are accepted: {ACCEPTED}")
+        return body
     if target.fmt == "yaml":
         return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).encode()
     return orjson.dumps(obj)

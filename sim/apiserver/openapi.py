@@ -21,7 +21,7 @@ from . import negotiate, openapi_pb, resources
 from .resources import Catalogue, Resource
 
 TITLE = "Kubernetes"
-VERSION = "v1.32.0"
+VERSION = "v1.37.2"
 _WRITE_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
 
 

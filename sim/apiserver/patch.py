@@ -236,8 +236,14 @@ def json_patch(doc: Any, ops: Any) -> Any:
         elif kind == "remove":
             doc = _remove(doc, path)
         elif kind == "replace":
-            _get(doc, path)
-            doc = _remove(doc, path) if _pointer(path) else doc
+            parts = _pointer(path)
+            if parts:
+                parent, last = _parent(doc, parts, path)
+                if isinstance(parent, dict):  # an object's missing key is set, as upstream's json-patch does
+                    parent.pop(last, None)
+                else:
+                    _get(doc, path)
+                    doc = _remove(doc, path)
             doc = _add(doc, path, copy.deepcopy(op.get("value")))
         elif kind == "move":
             val = _get(doc, op.get("from", ""))

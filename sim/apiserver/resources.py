@@ -86,11 +86,20 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", ("v1",), "nodes", "node", "Node", False, RW, ("no",),
              subresources={"proxy": CONNECT, "status": RO_SUB}, has_status=True),
     Resource("", ("v1",), "pods", "pod", "Pod", True, RW, ("po",), ("all",),
-             subresources={"status": RO_SUB, "binding": ("create",), "eviction": ("create",)}, has_status=True),
+             subresources={"status": RO_SUB, "binding": ("create",), "eviction": ("create",), "log": ("get",),
+                           "exec": ("create", "get"), "attach": ("create", "get"), "portforward": ("create", "get"),
+                           "proxy": CONNECT},
+             generation=True, has_status=True),
     Resource("", ("v1",), "services", "service", "Service", True,
              ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"), ("svc",), ("all",),
-             subresources=_STATUS, has_status=True),
+             subresources={"status": RO_SUB, "proxy": CONNECT}, has_status=True),
     Resource("", ("v1",), "endpoints", "endpoints", "Endpoints", True, RW, ("ep",)),
+    Resource("", ("v1",), "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", True, RW,
+             ("pvc",), subresources=_STATUS, has_status=True),
+    Resource("", ("v1",), "persistentvolumes", "persistentvolume", "PersistentVolume", False, RW, ("pv",),
+             subresources=_STATUS, has_status=True),
+    Resource("", ("v1",), "replicationcontrollers", "replicationcontroller", "ReplicationController", True, RW,
+             ("rc",), ("all",), _STATUS_SCALE, generation=True, has_status=True),
     Resource("", ("v1",), "configmaps", "configmap", "ConfigMap", True, RW, ("cm",)),
     Resource("", ("v1",), "secrets", "secret", "Secret", True, RW),
     Resource("", ("v1",), "serviceaccounts", "serviceaccount", "ServiceAccount", True, RW, ("sa",),
@@ -122,6 +131,25 @@ RESOURCES: tuple[Resource, ...] = (
              "SelfSubjectAccessReview", False, ("create",)),
     Resource("authentication.k8s.io", ("v1",), "selfsubjectreviews", "selfsubjectreview",
              "SelfSubjectReview", False, ("create",)),
+    # Stored only (no controllers act on them): kube-scheduler lists and watches these kinds and
+    # waits for every informer before it schedules.
+    Resource("storage.k8s.io", ("v1",), "storageclasses", "storageclass", "StorageClass", False, RW, ("sc",)),
+    Resource("storage.k8s.io", ("v1",), "csidrivers", "csidriver", "CSIDriver", False, RW),
+    Resource("storage.k8s.io", ("v1",), "csinodes", "csinode", "CSINode", False, RW),
+    Resource("storage.k8s.io", ("v1",), "csistoragecapacities", "csistoragecapacity", "CSIStorageCapacity", True, RW),
+    Resource("storage.k8s.io", ("v1",), "volumeattachments", "volumeattachment", "VolumeAttachment", False, RW,
+             subresources=_STATUS, has_status=True),
+    Resource("storage.k8s.io", ("v1",), "volumeattributesclasses", "volumeattributesclass", "VolumeAttributesClass",
+             False, RW, ("vac",), generation=True),
+    Resource("resource.k8s.io", ("v1",), "deviceclasses", "deviceclass", "DeviceClass", False, RW, generation=True),
+    Resource("resource.k8s.io", ("v1",), "devicetaintrules", "devicetaintrule", "DeviceTaintRule", False, RW,
+             subresources=_STATUS, generation=True, has_status=True),
+    Resource("resource.k8s.io", ("v1",), "resourceclaims", "resourceclaim", "ResourceClaim", True, RW,
+             subresources=_STATUS, has_status=True),
+    Resource("resource.k8s.io", ("v1",), "resourceclaimtemplates", "resourceclaimtemplate", "ResourceClaimTemplate",
+             True, RW),
+    Resource("resource.k8s.io", ("v1",), "resourceslices", "resourceslice", "ResourceSlice", False, RW,
+             generation=True),
     Resource("apiextensions.k8s.io", ("v1",), "customresourcedefinitions", "customresourcedefinition",
              "CustomResourceDefinition", False, RW, ("crd", "crds"), ("api-extensions",), _STATUS,
              generation=True, has_status=True),
@@ -134,10 +162,16 @@ VIRTUAL = frozenset({
     "selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectreviews.authentication.k8s.io",
 })
 
+# Warnings kube-apiserver attaches to every request for a deprecated (resource, version).
+DEPRECATED = {
+    ("endpoints", "v1"): "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice",
+}
+
 # Group order as kube-apiserver lists them in /apis (the order kubectl's RESTMapper prefers).
 GROUP_ORDER = (
     "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
-    "autoscaling", "policy", "rbac.authorization.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
+    "autoscaling", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "apiextensions.k8s.io",
+    "coordination.k8s.io", "resource.k8s.io",
 )
 
 

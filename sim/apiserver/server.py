@@ -20,7 +20,7 @@ from autoscaler.k8s import status as st
 from autoscaler.k8s.fields import model_for, prune_unknown, strict_decoding_error
 from autoscaler.k8s.selectors import SelectorError, parse_label_selector
 
-from . import convert, discovery, fields, negotiate, openapi, resources, tables
+from . import convert, discovery, fields, negotiate, openapi, protobuf, resources, tables
 from .aggregation import Aggregator
 from .auth import (
     ANONYMOUS_USER,
@@ -43,19 +43,26 @@ from .tokens import LegacyTokenController, TokenIssuer, request_token
 
 log = structlog.get_logger(__name__)
 
+# The release the emulator is compared with (docs/emulator-fidelity.md); built from source, so no
+# commit or build date is claimed.
 SERVER_VERSION = {
     "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0",
-    "gitCommit": "70d3cc986aa8221cd1dfb1121852688902d3bf53",
-    "gitTreeState": "clean",
-    "buildDate": "2024-12-11T17:59:15Z",
-    "goVersion": "go1.23.3",
+    "minor": "37",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+    "gitVersion": "v1.37.2",
+    "gitCommit": "",
+    "gitTreeState": "",
+    "buildDate": "1970-01-01T00:00:00Z",
+    "goVersion": "go1.26.8",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
 _OPEN_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 _TRUE = ("1", "true", "True")
+CONNECT_SUBRESOURCES = ("log", "exec", "attach", "portforward", "proxy")
 _TABLE_AS = ("Table", "PartialObjectMetadata", "PartialObjectMetadataList")
 
 
@@ -185,6 +192,13 @@ class APIServer:
               "metadata": {"name": "kubernetes", "namespace": "default"},
               "subsets": [{"addresses": [{"ip": self.host}], "ports": [{"name": "https", "port": self.port,
                                                                         "protocol": "TCP"}]}]}
+        def target_port(svc: dict) -> None:  # kube-apiserver's service points at its secure port
+            for p in svc["spec"].get("ports") or []:
+                if p.get("name") == "https":
+                    p["targetPort"] = self.port
+
+        if self.store.try_get("services", "default", "kubernetes") is not None:
+            self.store.mutate("services", "default", "kubernetes", target_port)
         cur = self.store.try_get("endpoints", "default", "kubernetes")
         if cur is None:
             self.store.create("endpoints", ep)
@@ -305,6 +319,8 @@ class APIServer:
         if r is None:
             raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if info.subresource and info.subresource not in r.subresources:
+            if r.custom and info.name:  # apiextensions-apiserver names the object it has no such subresource of
+                raise st.not_found(r.plural, info.name, r.group)
             raise st.ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if (r.namespaced and not info.namespace and info.verb not in ("list", "watch", "deletecollection")
                 and r.key != "namespaces"):
@@ -317,10 +333,24 @@ class APIServer:
         if r.key == "namespaces":
             ns = None
         verb = info.verb
+        if info.subresource in CONNECT_SUBRESOURCES and r.key in ("pods", "services"):
+            return self._connect(request, r, info, ns)
         if info.subresource and verb not in r.subresources[info.subresource] and verb != "watch":
             raise st.method_not_allowed()
         if verb not in r.verbs and not info.subresource:
             raise st.method_not_allowed()
+        deprecation = resources.DEPRECATED.get((r.key, info.version))
+        if deprecation and verb != "watch":  # errors carry the warning too
+            try:
+                resp = await self._serve_verb(request, r, info, ns, user)
+            except st.ApiError as err:
+                resp = _status_response(err)
+            return _warn(resp, [deprecation])  # type: ignore[arg-type]
+        return await self._serve_verb(request, r, info, ns, user)
+
+    async def _serve_verb(self, request: web.Request, r: resources.Resource, info: RequestInfo, ns: str | None,
+                          user: UserInfo) -> web.StreamResponse:
+        verb = info.verb
         if verb == "get":
             return self._get(request, r, info, ns)
         if verb == "list":
@@ -340,6 +370,39 @@ class APIServer:
         raise st.method_not_allowed()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _connect(self, request: web.Request, r: resources.Resource, info: RequestInfo,
+                 ns: str | None) -> web.Response:
+        """Logs, exec, attach, port-forward and proxy need running containers, which the emulated
+        cluster does not have. What kube-apiserver decides before it would reach a kubelet or an
+        endpoint is answered the same way; past that, 405 MethodNotAllowed says what is missing."""
+        sub = info.subresource
+        name = info.name.split(":")[-2] if r.key == "services" and info.name.count(":") == 2 else \
+            info.name.split(":")[0] if r.key == "services" else info.name
+        obj = self.store.get(r.key, ns, name)
+        if r.key == "services":
+            eps = self.store.try_get("endpoints", ns, name) or {}
+            if not any(s.get("addresses") for s in eps.get("subsets") or []):
+                raise st.service_unavailable(f'no endpoints available for service "{name}"')
+        else:
+            spec = obj.get("spec") or {}
+            if sub == "log":
+                containers = [c.get("name") for c in spec.get("containers") or []]
+                wanted = request.query.get("container")
+                if not wanted and len(containers) > 1:
+                    raise st.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                         f"[{' '.join(containers)}]")
+                if wanted and wanted not in containers + [c.get("name") for c in spec.get("initContainers") or []]:
+                    raise st.bad_request(f"container {wanted} is not valid for pod {name}")
+                if not spec.get("nodeName"):
+                    return web.Response(body=b"", content_type="text/plain")  # not scheduled: no log yet
+            elif sub == "proxy":
+                if not (obj.get("status") or {}).get("podIP"):
+                    raise st.bad_request("address not allowed")
+            elif not spec.get("nodeName"):
+                raise st.bad_request(f"pod {name} does not have a host assigned")
+        raise st.method_not_allowed(
+            f"{r.plural}/{sub} is not available in the emulated cluster: it runs no containers")
 
     def _external(self, r: resources.Resource, version: str, obj: dict) -> dict:
         if r.key == "events.events.k8s.io":
@@ -361,12 +424,15 @@ class APIServer:
     def _printer(r: resources.Resource) -> tables.Printer | None:
         return tables.custom_printer(r.columns) if r.custom else None
 
-    def _target(self, request: web.Request) -> negotiate.Target:
-        return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS)
+    def _target(self, request: web.Request, r: resources.Resource | None = None) -> negotiate.Target:
+        """The representation asked for; protobuf for built-in kinds (custom resources have none)."""
+        return negotiate.choose(request.headers.get("Accept"), allowed_as=_TABLE_AS,
+                                protobuf=r is not None and not r.custom
+                                and protobuf.message_for(r.api_version(), r.kind) is not None)
 
     def _render_one(self, request: web.Request, r: resources.Resource, version: str, obj: dict,
                     status: int = 200) -> web.Response:
-        target = self._target(request)
+        target = self._target(request, r)
         if target.as_ == "Table":
             include = request.query.get("includeObject", "Metadata")
             return _json(tables.table(r.storage_key if r.storage else r.key, [self._core(r, obj)],
@@ -388,8 +454,7 @@ class APIServer:
         try:
             label = parse_label_selector(q.get("labelSelector"))
         except SelectorError as e:
-            raise st.bad_request(f"unable to parse requirement: {e}" if "unable to parse" not in str(e)
-                                 else str(e)) from None
+            raise st.bad_request(str(e)) from None
         fs = q.get("fieldSelector")
         if info.name and info.verb == "watch":
             fs = f"metadata.name={info.name}" + (f",{fs}" if fs else "")
@@ -487,7 +552,7 @@ class APIServer:
             meta["continue"] = token
         if remaining is not None:
             meta["remainingItemCount"] = remaining
-        target = self._target(request)
+        target = self._target(request, r)
         if target.as_ == "Table":
             include = request.query.get("includeObject", "Metadata")
             core_items = [self._core(r, o) for o in items]
@@ -688,7 +753,13 @@ class APIServer:
         if kind is None:
             raise st.ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
                               f"accepted media types include: {', '.join(PATCH_TYPES)}")
-        patch = negotiate.decode_body(await request.read(), ct)
+        raw = await request.read()
+        if kind in ("merge", "strategic", "json"):
+            try:
+                orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raise st.bad_request("invalid JSON patch") from None  # every JSON patch type is checked first
+        patch = negotiate.decode_body(raw, ct)
         dry = self._dry_run(request)
         if info.subresource == "scale":
             current = self.store.get_scale(r.key, ns, info.name)

@@ -25,13 +25,15 @@ from autoscaler.k8s import status as st
 from autoscaler.k8s.selectors import EVERYTHING, FieldSelector, LabelSelector, selector_from_object
 from autoscaler.k8s.timefmt import format_time
 
-from . import convert, crd, strategy
+from . import convert, crd, gojson, strategy
 from .fields import object_fields
 from .resources import CRDS, Catalogue, Resource
 
 log = logging.getLogger(__name__)
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+_SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+_PROTECTED = {"persistentvolumeclaims": "kubernetes.io/pvc-protection", "persistentvolumes": "kubernetes.io/pv-protection"}
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 Key = tuple[str, str]  # (namespace or "", name)
 Callback = Callable[[str, dict, "dict | None"], None]
@@ -435,8 +437,14 @@ class ObjectStore:
         """Store a new object (generateName, uid, creationTimestamp, resourceVersion, generation,
         defaults, validation). ``owned=True`` means the caller hands over ``obj`` (no copy)."""
         if resource == "events.events.k8s.io":
-            return convert.event_to_events_v1(self.create("events", convert.event_from_events_v1(obj),
-                                                          dry_run=dry_run, owned=True))
+            try:
+                return convert.event_to_events_v1(self.create("events", convert.event_from_events_v1(obj),
+                                                              dry_run=dry_run, owned=True))
+            except st.ApiError as err:
+                if err.reason == "AlreadyExists":  # named by the group it was created in
+                    raise st.already_exists("events", (obj.get("metadata") or {}).get("name", ""),
+                                            "events.k8s.io") from None
+                raise
         kind = self._kind(resource)
         info = kind.info
         obj = obj if owned else deep_copy(obj)
@@ -457,9 +465,9 @@ class ObjectStore:
                     md["name"] = candidate
                     break
         name = md.get("name") or ""
-        causes = strategy.validate_name(resource, name)
-        if causes:
-            raise self._invalid(kind, name, causes)
+        name_causes = strategy.validate_name(resource, name)
+        if name_causes and not name:
+            raise self._invalid(kind, name, name_causes)
         if info.namespaced:
             self._check_namespace(md["namespace"])
         key = self._key(kind, md.get("namespace"), name)
@@ -477,21 +485,50 @@ class ObjectStore:
         if resource == "services":
             self._allocate_cluster_ip(obj)
         strategy.apply_defaults(resource, obj)
+        if resource == "pods":
+            self._mount_service_account_token(obj)
+        elif resource in _PROTECTED:  # the StorageObjectInUseProtection admission plugin
+            finalizers = obj["metadata"].setdefault("finalizers", [])
+            if _PROTECTED[resource] not in finalizers:
+                finalizers.append(_PROTECTED[resource])
+            if resource == "persistentvolumes":
+                obj.setdefault("status", {})["lastPhaseTransitionTime"] = obj["metadata"]["creationTimestamp"]
+        gojson.normalise(obj)
         md = obj["metadata"]  # defaulting may hand back a new dict
-        causes = strategy.validate(resource, obj, None)
+        causes = name_causes + strategy.validate(resource, obj, None)  # all of them, as kube-apiserver reports
         if causes:
             raise self._invalid(kind, name, causes)
         if resource == CRDS:
             crd.establish(obj, None, self.clock())
         if dry_run:
-            md["resourceVersion"] = str(self.resource_version)
-            return obj
+            return obj  # never stored, so no resourceVersion (as kube-apiserver answers)
         md["resourceVersion"] = str(self._next_rv())
         kind.put(key, obj, None)
         self._emit(kind, ADDED, obj, None)
         if resource == "namespaces":
             self._on_namespace_created(name)
         return obj
+
+    def _mount_service_account_token(self, pod: dict) -> None:
+        """The ServiceAccount admission plugin: a projected token volume, mounted in every container,
+        unless the pod or its ServiceAccount opts out (or a volume is mounted there already)."""
+        spec = pod["spec"]
+        sa = self.try_get("serviceaccounts", pod["metadata"]["namespace"], spec.get("serviceAccountName", "default"))
+        if spec.get("automountServiceAccountToken") is False or (
+                spec.get("automountServiceAccountToken") is None and sa is not None
+                and sa.get("automountServiceAccountToken") is False):
+            return
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        if any(m.get("mountPath") == _SA_MOUNT for c in containers for m in c.get("volumeMounts") or []):
+            return
+        name = "kube-api-access-" + "".join(random.choice(_NAME_CHARS) for _ in range(5))
+        spec.setdefault("volumes", []).append({"name": name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}], "name": "kube-root-ca.crt"}},
+            {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                        "path": "namespace"}]}}]}})
+        for c in containers:
+            c.setdefault("volumeMounts", []).append({"mountPath": _SA_MOUNT, "name": name, "readOnly": True})
 
     def _allocate_cluster_ip(self, obj: dict) -> None:
         spec = obj.setdefault("spec", {})
@@ -574,6 +611,11 @@ class ObjectStore:
                     new.pop("status", None)
             elif resource == "namespaces":
                 new["status"] = old.get("status", {})
+            if resource == "services":  # an update without the allocated IPs keeps them
+                ospec, nspec = old.get("spec") or {}, new.setdefault("spec", {})
+                for f in ("clusterIP", "clusterIPs"):
+                    if not nspec.get(f) and ospec.get(f):
+                        nspec[f] = ospec[f]
             strategy.apply_defaults(resource, new)
             md = new["metadata"]
             if info.generation and self._spec_changed(info, new, old):
@@ -583,6 +625,7 @@ class ObjectStore:
                 raise self._invalid(kind, omd["name"], causes)
             if resource == CRDS:
                 crd.establish(new, old, self.clock())
+        gojson.normalise(new)
         if _without_rv(new) == _without_rv(old):
             return old  # a no-op write changes nothing and notifies nobody, as in kube-apiserver
         if dry_run:
@@ -605,6 +648,9 @@ class ObjectStore:
         if info.custom and not info.has_status:
             return {k: v for k, v in new.items() if k != "metadata"} != {k: v for k, v in old.items()
                                                                         if k != "metadata"}
+        if info.key == "deployments.apps" and (new["metadata"].get("annotations") or {}) != (
+                old["metadata"].get("annotations") or {}):
+            return True  # the deployment strategy counts annotation changes too (rollback's legacy)
         return _body(new) != _body(old)
 
     def mutate(self, resource: str, namespace: str | None, name: str, fn: Callable[[dict], None], *,

@@ -7,6 +7,8 @@ cross-field rules that clients hit in practice (deployment selectors, HPA rules 
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -33,6 +35,9 @@ _SUBDOMAIN_MSG = (
 )
 # Resources whose names must be DNS-1123 labels rather than subdomains.
 _LABEL_NAMED = {"namespaces", "services"}
+# Resources whose names need only be valid path segments (RBAC: "system:kube-scheduler").
+_PATH_SEGMENT_NAMED = {"apiservices.apiregistration.k8s.io"} | {
+    f"{r}.rbac.authorization.k8s.io" for r in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")}
 
 Causes = list[tuple[str, str]]
 
@@ -43,8 +48,12 @@ def validate_name(resource: str, name: str) -> Causes:
     if resource in _LABEL_NAMED:
         if len(name) > 63 or not _DNS1123_LABEL.match(name):
             return [("metadata.name", f'Invalid value: "{name}": {_LABEL_MSG}')]
-    elif resource in ("apiservices.apiregistration.k8s.io",):
-        return []
+    elif resource in _PATH_SEGMENT_NAMED:
+        if name in (".", ".."):
+            return [("metadata.name", f'Invalid value: "{name}": may not be \'{name}\'')]
+        for bad in ("/", "%"):
+            if bad in name:
+                return [("metadata.name", f'Invalid value: "{name}": may not contain \'{bad}\'')]
     elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
         return [("metadata.name", f'Invalid value: "{name}": {_SUBDOMAIN_MSG}')]
     return []
@@ -102,7 +111,6 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("enableServiceLinks", True)
     for c in spec.get("initContainers") or []:
         _default_container(c)
     for c in spec.get("containers") or []:
@@ -143,6 +151,7 @@ def qos_class(spec: dict[str, Any]) -> str:
 def _pod(obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {})
     default_pod_spec(spec)
+    spec.setdefault("enableServiceLinks", True)  # SetDefaults_Pod, not templates
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = spec["serviceAccount"] = sa
     spec.setdefault("priority", 0)
@@ -182,7 +191,9 @@ def _statefulset(obj: dict[str, Any]) -> None:
     spec.setdefault("podManagementPolicy", "OrderedReady")
     us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
     if us.get("type") == "RollingUpdate":
-        us.setdefault("rollingUpdate", {"partition": 0})
+        ru = us.setdefault("rollingUpdate", {})
+        ru.setdefault("partition", 0)
+        ru.setdefault("maxUnavailable", 1)  # MaxUnavailableStatefulSet, on by default in 1.37
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
     _default_template(obj)
@@ -211,6 +222,50 @@ def _service(obj: dict[str, Any]) -> None:
 
 def _secret(obj: dict[str, Any]) -> None:
     obj.setdefault("type", "Opaque")
+    # stringData is write-only: merged into data (base64), never stored
+    string_data = obj.pop("stringData", None) or {}
+    if string_data:
+        data = obj.get("data") or {}
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        obj["data"] = data
+
+
+def _pvc(obj: dict[str, Any]) -> None:
+    obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _pv(obj: dict[str, Any]) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+    if isinstance(spec.get("hostPath"), dict):
+        spec["hostPath"].setdefault("type", "")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _replicationcontroller(obj: dict[str, Any]) -> None:
+    spec = obj.setdefault("spec", {})
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        md = obj.setdefault("metadata", {})
+        if not md.get("labels"):
+            md["labels"] = dict(labels)
+    spec.setdefault("replicas", 1)
+    _default_template(obj)
+
+
+def _storageclass(obj: dict[str, Any]) -> None:
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
+def _endpoints(obj: dict[str, Any]) -> None:
+    for subset in obj.get("subsets") or []:
+        for p in subset.get("ports") or []:
+            p.setdefault("protocol", "TCP")
 
 
 def _hpa(obj: dict[str, Any]) -> None:
@@ -227,6 +282,11 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "namespaces": _namespace,
     "services": _service,
     "secrets": _secret,
+    "endpoints": _endpoints,
+    "persistentvolumeclaims": _pvc,
+    "persistentvolumes": _pv,
+    "replicationcontrollers": _replicationcontroller,
+    "storageclasses.storage.k8s.io": _storageclass,
     "horizontalpodautoscalers.autoscaling": _hpa,
     CRDS: crd.default,
 }
@@ -256,13 +316,14 @@ def _workload(kind: str) -> Callable[[dict[str, Any], dict[str, Any] | None], Ca
         if selector.empty:
             causes.append(("spec.selector", "Invalid value: \"\": empty selector is invalid for deployment"
                            if kind == "Deployment" else "Required value"))
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        if not selector.empty and not selector.matches(labels):
-            causes.append(("spec.template.metadata.labels",
-                           f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
         reps = spec.get("replicas")
         if isinstance(reps, int) and reps < 0:
             causes.append(("spec.replicas", f"Invalid value: {reps}: must be greater than or equal to 0"))
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not selector.empty and not selector.matches(labels):
+            shown = json.dumps(labels, separators=(",", ":"), sort_keys=True)  # 1.37 prints values as JSON
+            causes.append(("spec.template.metadata.labels",
+                           f"Invalid value: {shown}: `selector` does not match template `labels`"))
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers")
         if not containers:
             causes.append(("spec.template.spec.containers", "Required value"))

@@ -358,8 +358,8 @@ _HPA_COLS: list[Col] = [
 
 def _event_row(e: dict, now: float) -> list:
     count = e.get("count") or _get(e, "series", "count") or 0
-    first = e.get("firstTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp")
-    last = e.get("lastTimestamp") or _get(e, "series", "lastObservedTime") or e.get("eventTime") or first
+    first = e.get("firstTimestamp") or e.get("eventTime")  # neither: "<unknown>", as kubectl's printer says
+    last = _get(e, "series", "lastObservedTime") or e.get("lastTimestamp") or first
     last_seen = _since(last, now)
     if count > 1:
         last_seen = f"{last_seen} (x{count} over {_since(first, now)})"
@@ -496,12 +496,23 @@ def _default_row(o: dict, now: float) -> list:
 
 _DEFAULT_COLS: list[Col] = [_NAME, _AGE]
 
-# kube-apiserver's default table convertor (kinds without a printer of their own, such as CRDs)
-_CREATED_COLS: list[Col] = [_NAME, ("Created At", "date", _AGE[2], 0)]
+# apiextensions-apiserver's CRD table (1.35+)
+_CRD_COLS: list[Col] = [
+    _NAME, ("Scope", "string", "Cluster/Namespaced", 0), ("Versions", "string", "Served versions", 0),
+    ("Created At", "date", _AGE[2], 0), ("Group", "string", "API group", 1),
+    ("Kind", "string", "CustomResource kind", 1), ("ShortNames", "string", "Short names", 1),
+    ("Established", "boolean", "Established status", 1)]
 
 
-def _created_row(o: dict, now: float) -> list:
-    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
+def _crd_row(o: dict, now: float) -> list:
+    spec = o.get("spec") or {}
+    versions = sorted(v["name"] + ("(storage)" if v.get("storage") else "")
+                      for v in spec.get("versions") or [] if v.get("served"))
+    names = spec.get("names") or {}
+    established = any(c.get("type") == "Established" and c.get("status") == "True"
+                      for c in (o.get("status") or {}).get("conditions") or [])
+    return [o["metadata"]["name"], spec.get("scope", ""), ",".join(versions), o["metadata"].get("creationTimestamp"),
+            spec.get("group", ""), names.get("kind", ""), ",".join(names.get("shortNames") or []), established]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,7 +547,37 @@ def custom_printer(columns: Sequence[PrinterColumn]) -> Printer:
         return [o["metadata"]["name"], *(_cell(c, o, now) for c in cols)]
     return [_NAME, *((c.name, c.type, c.description, c.priority) for c in cols)], row
 
+# RBAC (kubectl's printers for roles and bindings)
+_ROLE_COLS: list[Col] = [_NAME, ("Created At", "date", "Time when the role was created", 0)]
+_BINDING_COLS: list[Col] = [
+    _NAME, ("Role", "string", "Role", 0), _AGE, ("Users", "string", "Users in the roleBinding", 1),
+    ("Groups", "string", "Groups in the roleBinding", 1),
+    ("ServiceAccounts", "string", "ServiceAccounts in the roleBinding", 1)]
+
+
+def _role_row(o: dict, now: float) -> list:
+    return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
+
+
+def _binding_row(o: dict, now: float) -> list:
+    ref = o.get("roleRef") or {}
+    users, groups, sas = [], [], []
+    for s in o.get("subjects") or []:
+        if s.get("kind") == "User":
+            users.append(s.get("name", ""))
+        elif s.get("kind") == "Group":
+            groups.append(s.get("name", ""))
+        elif s.get("kind") == "ServiceAccount":
+            sas.append(f"{s.get('namespace', '')}/{s.get('name', '')}")
+    return [o["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(o, now), ", ".join(users),
+            ", ".join(groups), ", ".join(sas)]
+
+
 PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
+    "roles.rbac.authorization.k8s.io": (_ROLE_COLS, _role_row),
+    "clusterroles.rbac.authorization.k8s.io": (_ROLE_COLS, _role_row),
+    "rolebindings.rbac.authorization.k8s.io": (_BINDING_COLS, _binding_row),
+    "clusterrolebindings.rbac.authorization.k8s.io": (_BINDING_COLS, _binding_row),
     "pods": (_POD_COLS, _pod_row),
     "nodes": (_NODE_COLS, _node_row),
     "deployments.apps": (_DEPLOY_COLS, _deploy_row),
@@ -552,7 +593,7 @@ PRINTERS: dict[str, tuple[list[Col], Callable[[dict, float], list]]] = {
     "serviceaccounts": (_SA_COLS, _sa_row),
     "endpoints": (_EP_COLS, _ep_row),
     "apiservices.apiregistration.k8s.io": (_APISERVICE_COLS, _apiservice_row),
-    "customresourcedefinitions.apiextensions.k8s.io": (_CREATED_COLS, _created_row),
+    "customresourcedefinitions.apiextensions.k8s.io": (_CRD_COLS, _crd_row),
 }
 
 

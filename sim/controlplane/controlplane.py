@@ -52,6 +52,8 @@ class ControlPlaneOptions:
     #: thousands of pods)
     client_qps: int = 200
     start_timeout: float = 120.0
+    #: False runs etcd and kube-apiserver only (an API server to compare with, no controllers)
+    controllers: bool = True
 
 
 class ControlPlane:
@@ -107,7 +109,8 @@ class ControlPlane:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for name in binaries.CONTROL_PLANE:  # fail before starting anything when a program is missing
+        programs = binaries.CONTROL_PLANE if self.options.controllers else ("etcd", "kube-apiserver")
+        for name in programs:  # fail before starting anything when a program is missing
             binaries.find(name, self.options.binaries)
         self._make_pki()
         assert self.pki is not None
@@ -165,6 +168,8 @@ class ControlPlane:
                               self.pki.admin)
         self.admin = KubeClient(load_kubeconfig(str(self.admin_kubeconfig)), user_agent="autoscaler-sim",
                                 connections=32)
+        if not self.options.controllers:
+            return
 
         qps = self.options.client_qps
         kcm_cfg = self.kubeconfig_for("controller-manager", "system:kube-controller-manager")
