@@ -155,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
         from sim.controlplane.cluster import RealCluster
         from sim.controlplane.controlplane import ControlPlaneOptions
 
-        upstream = {prog: list(version_args) for prog in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+        upstream = {prog: list(version_args)
+                    for prog in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
         cluster: EmulatedCluster = RealCluster(
             scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
                                                              hpa_sync_period=args.hpa_sync_period or "15s",

@@ -524,7 +524,8 @@ def decide(
     gate_zero = cfg.scale_to_zero
     scaled_to_zero = _scaled_to_zero(conds.get("ScaledToZero"), cfg)
     ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
-    gen = (h.obj.get("metadata") or {}).get("generation") if cfg.observed_generation else None
+    # HPAGeneration: observedGeneration is metadata.generation, 0 for an HPA the API server gave none
+    gen = int((h.obj.get("metadata") or {}).get("generation") or 0) if cfg.observed_generation else None
 
     metric_statuses: list[dict[str, Any]] | None = None
     desired = 0

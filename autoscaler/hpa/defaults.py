@@ -446,7 +446,8 @@ class APIFeatures:
 def _uses_tolerance(spec: Any) -> bool:
     behavior = spec.get("behavior") if isinstance(spec, dict) else None
     return isinstance(behavior, dict) and any(
-        isinstance(behavior.get(d), dict) and behavior[d].get("tolerance") is not None for d in ("scaleUp", "scaleDown"))
+        isinstance(behavior.get(d), dict) and behavior[d].get("tolerance") is not None
+        for d in ("scaleUp", "scaleDown"))
 
 
 def prepare_for_write(obj: dict[str, Any], old: dict[str, Any] | None, features: APIFeatures) -> list[tuple[str, str]]:

@@ -1,9 +1,9 @@
 """The replay engine: a virtual clock driving the real HPA decision core over a recorded load.
 
 Every ``sync_period`` virtual seconds (and, emulating 1.37, once at the start, when the HPA is
-created) the engine builds what the live controller would see — the
-target's Scale, the pods (phase, Ready condition and its transition time, start time) and their
-PodMetrics at the latest metric step — and calls :func:`autoscaler.hpa.decide`, the very function
+created) the engine builds what the live controller would see — the target's Scale, the pods
+(phase, Ready condition and its transition time, start time) and their PodMetrics at the latest
+metric step — and calls :func:`autoscaler.hpa.decide`, the very function
 the live controller calls. Nothing about readiness, missing metrics, tolerance, stabilization or
 policies is decided here. The engine only plays the cluster: it creates pods when the HPA scales
 up (Pending, then Running, then Ready, each new pod with the delays of a pod observed in the trace,
