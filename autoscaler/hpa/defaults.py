@@ -361,9 +361,14 @@ def validate_hpa(
     policies list is fine and an explicit empty one is not). ``scale_to_zero`` is the
     HPAScaleToZero gate, ``configurable_tolerance`` the HPAConfigurableTolerance gate; ``old``
     (on update) relaxes both the way kube-apiserver does when the stored object already used them.
+
+    Every check runs (no early return), in ``validateHorizontalPodAutoscalerSpec``'s order; the
+    replica bounds, which 1.37's declarative validation enforces instead of the handwritten code,
+    come last with its texts (as the v1.37.2 kube-apiserver answers).
     """
     obj = default_hpa(obj)
     errs: list[tuple[str, str]] = []
+    declarative: list[tuple[str, str]] = []
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [("spec", _required())]
@@ -372,30 +377,24 @@ def validate_hpa(
     lower = 0 if (scale_to_zero or old_min == 0) else 1
     min_r = _validate_int(errs, "spec.minReplicas", spec.get("minReplicas"))
     if min_r is not None and min_r < lower:
-        errs.append(("spec.minReplicas", _invalid(min_r, f"must be greater than or equal to {lower}")))
+        declarative.append(("spec.minReplicas", _invalid(min_r, f"must be greater than or equal to {lower}")))
     max_r = _validate_int(errs, "spec.maxReplicas", spec.get("maxReplicas"))
     max_val = max_r if max_r is not None else 0
-    if max_val < 1:
-        errs.append(("spec.maxReplicas", _invalid(max_val, "must be greater than 0")))
+    if max_val == 0:
+        declarative.append(("spec.maxReplicas", _required()))
+    elif max_val < 0:
+        declarative.append(("spec.maxReplicas", _invalid(max_val, "must be greater than or equal to 1")))
     if min_r is not None and max_val < min_r:
         errs.append(("spec.maxReplicas", _invalid(max_val, "must be greater than or equal to `minReplicas`")))
-    ref_errs: list[tuple[str, str]] = []
-    _validate_object_ref(ref_errs, spec.get("scaleTargetRef"), "spec.scaleTargetRef")
-    if ref_errs:
-        errs.extend(ref_errs)
-        return _dedupe(errs)
-    metric_errs: list[tuple[str, str]] = []
+    _validate_object_ref(errs, spec.get("scaleTargetRef"), "spec.scaleTargetRef")
     metrics = spec.get("metrics") or []
     if not isinstance(metrics, list):
-        metric_errs.append(("spec.metrics", _invalid(metrics, "must be a list")))
+        errs.append(("spec.metrics", _invalid(metrics, "must be a list")))
         metrics = []
-    types = [_validate_metric(metric_errs, m, f"spec.metrics[{i}]") for i, m in enumerate(metrics)]
+    types = [_validate_metric(errs, m, f"spec.metrics[{i}]") for i, m in enumerate(metrics)]
     if min_r == 0 and "Object" not in types and "External" not in types:
-        metric_errs.append(("spec.metrics", _forbidden(
+        errs.append(("spec.metrics", _forbidden(
             "must specify at least one Object or External metric to support scaling to zero replicas")))
-    if metric_errs:
-        errs.extend(metric_errs)
-        return _dedupe(errs)
     behavior = spec.get("behavior")
     if behavior is not None:
         old_behavior = old_spec.get("behavior") if isinstance(old_spec, dict) else None
@@ -408,7 +407,7 @@ def validate_hpa(
         else:
             _validate_rules(errs, behavior.get("scaleUp"), "spec.behavior.scaleUp", allow_tol)
             _validate_rules(errs, behavior.get("scaleDown"), "spec.behavior.scaleDown", allow_tol)
-    return _dedupe(errs)
+    return _dedupe(errs + declarative)
 
 
 def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
