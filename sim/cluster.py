@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from autoscaler.hpa.defaults import APIFeatures
+from autoscaler.hpa.versions import DEFAULT_VERSION
 from autoscaler.k8s.quantity import value
 from sim.clock import Clock, ManualClock
 from sim.kubelet.pods import PodLifecycle, PodTiming
@@ -47,8 +49,12 @@ class EmulatedCluster:
     """API server + nodes + kubelets + controllers in one event loop."""
 
     def __init__(self, scenario: Scenario, state_dir: Path, *, clock: Clock | None = None,
-                 authz_policy: Any = None) -> None:
+                 authz_policy: Any = None, emulated_version: str = DEFAULT_VERSION,
+                 feature_gates: Mapping[str, bool] | None = None) -> None:
         self.scenario = scenario
+        #: the HPA strategy of the emulated API server at ``emulated_version`` (ValueError: bad gates)
+        self.hpa_features = APIFeatures.for_version(emulated_version, feature_gates)
+        self._previous_hpa_features: APIFeatures | None = None
         self.state_dir = Path(state_dir)
         self.clock = clock or Clock()
         self.authz_policy = authz_policy
@@ -80,6 +86,7 @@ class EmulatedCluster:
         from sim.apiserver.auth import AuthzPolicy, RequestAttributes, UserInfo
         from sim.apiserver.server import APIServer
         from sim.apiserver.store import ObjectStore
+        from sim.apiserver.strategy import configure_hpa
         from sim.pki import ClusterPKI
 
         sc = self.scenario
@@ -87,6 +94,7 @@ class EmulatedCluster:
         self.started_at = now = self.clock.now()
         self.pki = ClusterPKI.create(self.state_dir / "pki")
         self.store = ObjectStore(clock=self.clock.now)
+        self._previous_hpa_features = configure_hpa(self.hpa_features)
         policy = self.authz_policy
         if policy is None and sc.authorization is not None:
             policy = AuthzPolicy.from_config(sc.authorization)
@@ -181,6 +189,11 @@ class EmulatedCluster:
             await self.fleet.stop()
         if self.apiserver is not None:
             await self.apiserver.stop()
+        if self._previous_hpa_features is not None:
+            from sim.apiserver.strategy import configure_hpa
+
+            configure_hpa(self._previous_hpa_features)
+            self._previous_hpa_features = None
 
     def _write_metrics_kubeconfig(self) -> None:
         sa = self.store.try_get("serviceaccounts", "kube-system", "metrics-server")

@@ -24,6 +24,12 @@ With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA contr
 separate process against the cluster, registered as the APIService
 v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
 and `autoscaler recommend` work at once. Its log goes to STATE_DIR/autoscaler/autoscaler.log.
+
+--emulated-version (1.37 by default, or 1.36) and --feature-gates select the Kubernetes version
+whose HPA behaviour the cluster has: they go to the emulated API server's HPA strategy and to the
+autoscaler it starts; with --control-plane=real a non-default version or gates go to
+kube-apiserver, kube-controller-manager and kube-scheduler as their own --emulated-version and
+--feature-gates.
 """
 
 from __future__ import annotations
@@ -60,9 +66,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --control-plane=real: take etcd, kube-apiserver, kube-controller-manager and "
                              "kube-scheduler from DIR (default: the build cache of "
                              "scripts/build_control_plane.py, then PATH)")
+    from autoscaler.controller.options import add_version_arguments
+
+    add_version_arguments(parser)  # --emulated-version, --feature-gates
     parser.add_argument("--hpa-sync-period", default=None, metavar="DURATION",
                         help="with --control-plane=real: kube-controller-manager's "
                              "--horizontal-pod-autoscaler-sync-period (default 15s)")
+
+
+def version_flags(version: str, gates: dict[str, bool]) -> list[str]:
+    """``--emulated-version``/``--feature-gates`` for another program, only where they differ from
+    the defaults (the upstream binaries are 1.37)."""
+    from autoscaler.hpa.versions import DEFAULT_VERSION
+
+    out = [] if version == DEFAULT_VERSION else [f"--emulated-version={version}"]
+    if gates:
+        out.append("--feature-gates=" + ",".join(f"{k}={str(v).lower()}" for k, v in gates.items()))
+    return out
 
 
 def _parse_faults(text: str) -> dict[str, str]:
@@ -90,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from autoscaler.hpa.gates import config_for
     from sim.clock import Clock
     from sim.cluster import EmulatedCluster
     from sim.scenario import Scenario, ScenarioError, load_scenario
@@ -120,8 +141,13 @@ def main(args: argparse.Namespace) -> int:
             return fail("--speed applies to the emulated control plane; the real one runs on the wall clock")
         if (args.binaries or args.hpa_sync_period) and not real:
             return fail(f"{'--binaries' if args.binaries else '--hpa-sync-period'} is for --control-plane=real")
+        try:
+            config_for(args.emulated_version, args.feature_gates)
+        except ValueError as exc:
+            return fail(f"--feature-gates: {exc}")
     except (ScenarioError, ValueError) as exc:
         return fail(str(exc))
+    version_args = version_flags(args.emulated_version, args.feature_gates)
 
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="autoscaler-sim-"))
     controller_mode = args.controller_mode or ("dry-run" if real else "active")
@@ -129,11 +155,15 @@ def main(args: argparse.Namespace) -> int:
         from sim.controlplane.cluster import RealCluster
         from sim.controlplane.controlplane import ControlPlaneOptions
 
+        upstream = {prog: list(version_args)
+                    for prog in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
         cluster: EmulatedCluster = RealCluster(
             scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
-                                                             hpa_sync_period=args.hpa_sync_period or "15s"))
+                                                             hpa_sync_period=args.hpa_sync_period or "15s",
+                                                             extra_args=upstream))
     else:
-        cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed))
+        cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed), emulated_version=args.emulated_version,
+                                  feature_gates=args.feature_gates)
     kind = "Kubernetes control plane (upstream programs, hollow nodes)" if real else "Emulated cluster"
 
     async def run() -> int:
@@ -168,7 +198,8 @@ def main(args: argparse.Namespace) -> int:
         if args.with_autoscaler:
             from sim.autoscaler_proc import start_autoscaler
 
-            proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode)
+            proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode,
+                                                extra_args=version_args)
             print(f"Autoscaler:  `autoscaler run --controller-mode={controller_mode}` on https://127.0.0.1:{port}"
                   f" (pid {proc.pid}), registered as APIService v1beta1.metrics.k8s.io")
             print(f"             log: {state_dir / 'autoscaler' / 'autoscaler.log'}")

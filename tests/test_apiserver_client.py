@@ -171,7 +171,9 @@ def test_hpa_defaults_visible_in_v1_and_v2(api):
             "metadata": {"name": "bad"},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                      "minReplicas": 0, "maxReplicas": 2}})
-    assert err.value.status == 422 and "spec.minReplicas" in err.value.body
+    # 1.37 (HPAScaleToZero on) allows minReplicas 0 only with an Object or External metric
+    assert err.value.status == 422 and "spec.metrics" in err.value.body
+    assert "must specify at least one Object or External metric" in err.value.body
 
 
 def test_pagination_with_limit_and_continue(api):

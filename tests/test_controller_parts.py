@@ -26,15 +26,17 @@ def test_flags_have_upstream_defaults_and_reject_bad_values():
     c = o.config
     assert (c.tolerance, c.cpu_initialization_period, c.initial_readiness_delay, c.downscale_stabilization) == \
         (0.1, 300.0, 30.0, 300.0)
-    assert (c.scale_to_zero, c.configurable_tolerance) == (False, True)
+    # Kubernetes 1.37 gate defaults
+    assert (c.version, c.scale_to_zero, c.configurable_tolerance, c.observed_generation) == ("1.37", True, True, True)
     o = options_from_args(parse("--controller-mode=active", "--horizontal-pod-autoscaler-sync-period=1m0s",
+                                "--emulated-version=1.36",
                                 "--feature-gates=HPAScaleToZero=true,HPAConfigurableTolerance=false",
                                 "--leader-elect=false"))
     assert (o.mode, o.sync_period, o.leader_elect, o.config.scale_to_zero, o.config.configurable_tolerance) == \
         ("active", 60.0, False, True, False)
     with pytest.raises(argparse.ArgumentError, match="unrecognized feature gate: Nope"):
         parse("--feature-gates=Nope=true")
-    assert options_from_args(parse("--feature-gates=HPAGeneration=true")).config.observed_generation
+    assert not options_from_args(parse("--feature-gates=HPAGeneration=false")).config.observed_generation
     with pytest.raises(argparse.ArgumentError, match="invalid value of HPAGeneration=yes, err: invalid boolean"):
         parse("--feature-gates=HPAGeneration=yes")
     with pytest.raises(ValueError, match="renew-deadline must be less than"):

@@ -28,7 +28,9 @@ from autoscaler.hpa import (
     pod_metrics_from_v1beta1,
     pods_from_v1,
 )
+from autoscaler.hpa.gates import config_for
 from autoscaler.hpa.normalize import replicas_change_in_period
+from autoscaler.hpa.versions import resolve_gates
 from autoscaler.k8s.timefmt import ZERO_TIME, format_time, parse_duration
 
 DATA = json.loads((Path(__file__).parent / "data" / "hpa-cases.json").read_text())
@@ -126,7 +128,7 @@ def _milli(q: str) -> int:
 # controller level
 
 
-def _controller_inputs(inp: dict[str, Any], scale_to_zero: bool) -> dict[str, Any]:
+def _controller_inputs(inp: dict[str, Any], version: str) -> dict[str, Any]:
     spec_r, status_r = inp["specReplicas"], inp["statusReplicas"]
     status: dict[str, Any] = {"currentReplicas": spec_r, "desiredReplicas": spec_r}
     if inp.get("initialConditions"):
@@ -175,18 +177,14 @@ def _controller_inputs(inp: dict[str, Any], scale_to_zero: bool) -> dict[str, An
     scale = None if inp.get("scaleGet") == "returns error" else Scale(spec_r, status_r, selector)
     recs = inp.get("recommendations", "nil")
     state = None if recs == "nil" else HPAState([Recommendation(r["replicas"], NOW - r["ageSeconds"]) for r in recs])
-    gates = inp.get("featureGates") or {}
-    config = ControllerConfig(tolerance=0.1, cpu_initialization_period=120, initial_readiness_delay=10,
-                              downscale_stabilization=300,
-                              scale_to_zero=gates.get("HPAScaleToZero", scale_to_zero),
-                              configurable_tolerance=gates.get("HPAConfigurableTolerance", True),
-                              scale_up_limit_factor=8.0)
+    config = config_for(version, inp.get("featureGates") or {}, tolerance=0.1, cpu_initialization_period=120,
+                        initial_readiness_delay=10, downscale_stabilization=300, scale_up_limit_factor=8.0)
     return {"hpa": hpa, "scale": scale, "pods": pods_from_v1(pods), "metrics": metrics, "state": state,
             "config": config, "scale_error": 'replicationcontrollers "test-rc" not found'}
 
 
-def _check_controller(case: dict[str, Any], scale_to_zero: bool) -> None:
-    args = _controller_inputs(case["inputs"], scale_to_zero)
+def _check_controller(case: dict[str, Any], version: str) -> None:
+    args = _controller_inputs(case["inputs"], version)
     d = decide(args["hpa"], args["scale"], args["pods"], args["metrics"], now=NOW, state=args["state"],
                config=args["config"], scale_error=args["scale_error"])
     exp = case["expected"]
@@ -203,10 +201,28 @@ def _check_controller(case: dict[str, Any], scale_to_zero: bool) -> None:
         assert got == want, d.explanation
 
 
-@pytest.mark.parametrize("case", CASES["controller"], ids=_ids(CASES["controller"]))
+def _settable_at(version: str, case: dict[str, Any]) -> bool:
+    try:
+        resolve_gates(version, case["inputs"].get("featureGates") or {})
+    except ValueError:
+        return False
+    return True
+
+
+_AT_137 = [c for c in CASES["controller"] if _settable_at("1.37", c)]
+
+
+@pytest.mark.parametrize("case", _AT_137, ids=_ids(_AT_137))
 def test_controller_case(case: dict[str, Any]) -> None:
-    """As upstream's test source runs it (HPAScaleToZero on by default unless the case says)."""
-    _check_controller(case, scale_to_zero=True)
+    """At Kubernetes 1.37's gate defaults (HPAScaleToZero on), as upstream's test source runs it."""
+    _check_controller(case, "1.37")
+
+
+def test_every_controller_case_runs_at_some_version() -> None:
+    """A case whose gates 1.37 refuses (HPAConfigurableTolerance=false: GA, locked) runs at 1.36."""
+    at_136 = [c["name"] for c in CASES["controller"] if c not in _AT_137]
+    assert at_136 == ["configurable tolerance ignored when gate off"]
+    assert all(_settable_at("1.36", c) for c in CASES["controller"] if c not in _AT_137)
 
 
 _GATE_FREE = [c for c in CASES["controller"] if "HPAScaleToZero" not in (c["inputs"].get("featureGates") or {})]
@@ -214,8 +230,8 @@ _GATE_FREE = [c for c in CASES["controller"] if "HPAScaleToZero" not in (c["inpu
 
 @pytest.mark.parametrize("case", _GATE_FREE, ids=_ids(_GATE_FREE))
 def test_controller_case_released_defaults(case: dict[str, Any]) -> None:
-    """With HPAScaleToZero off, as in released 1.36: the same result without the ScaledToZero condition."""
-    _check_controller(case, scale_to_zero=False)
+    """At 1.36 (HPAScaleToZero alpha, off): the same result without the ScaledToZero condition."""
+    _check_controller(case, "1.36")
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,10 +40,23 @@ def test_behavior_defaulted_field_by_field() -> None:
 
 
 def test_validation_messages() -> None:
+    # the replica bounds are declarative validation in 1.37: the v1.37.2 kube-apiserver lists them last
     assert validate_hpa(hpa(minReplicas=0)) == [
-        ("spec.minReplicas", "Invalid value: 0: must be greater than or equal to 1"),
         ("spec.metrics", "Forbidden: must specify at least one Object or External metric to support scaling to zero replicas"),
+        ("spec.minReplicas", "Invalid value: 0: must be greater than or equal to 1"),
     ]
+    assert validate_hpa(hpa(maxReplicas=None)) == [
+        ("spec.maxReplicas", "Invalid value: 0: must be greater than or equal to `minReplicas`"),
+        ("spec.maxReplicas", "Required value")]
+    assert validate_hpa(hpa(maxReplicas=-1, minReplicas=None)) == [
+        ("spec.maxReplicas", "Invalid value: -1: must be greater than or equal to `minReplicas`"),
+        ("spec.maxReplicas", "Invalid value: -1: must be greater than or equal to 1")]
+    # every check runs: a bad reference does not hide the metric errors
+    bad_ref = hpa(metrics=[{"type": "Pods", "pods": {"metric": {"name": ""},
+                                                     "target": {"type": "AverageValue", "averageValue": "1"}}}])
+    bad_ref["spec"]["scaleTargetRef"]["name"] = ""
+    assert validate_hpa(bad_ref) == [("spec.scaleTargetRef.name", "Required value"),
+                                     ("spec.metrics[0].pods.metric.name", "Required value: must specify a metric name")]
     ext = [{"type": "External", "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": "1"}}}]
     assert validate_hpa(hpa(minReplicas=0, metrics=ext), scale_to_zero=True) == []
     assert validate_hpa(hpa(minReplicas=3, maxReplicas=2)) == [

@@ -44,8 +44,10 @@ def test_scale_up_from_snapshot(snapshot: str) -> None:
     assert doc["status"]["desiredReplicas"] == 4 and doc["status"]["currentReplicas"] == 2
     assert doc["status"]["currentMetrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "current": {"averageValue": "200m", "averageUtilization": 100}}}]
+    # 1.37 (HPAScaleToZero on) records ScaledToZero on every rescale
     assert conditions(doc) == [("AbleToScale", "True", "SucceededRescale"), ("ScalingActive", "True", "ValidMetricFound"),
-                               ("ScalingLimited", "False", "DesiredWithinRange")]
+                               ("ScalingLimited", "False", "DesiredWithinRange"),
+                               ("ScaledToZero", "False", "NotScaledToZero")]
     assert doc["events"] == [{"type": "Normal", "reason": "SuccessfulRescale",
                               "message": "New size: 4; reason: cpu resource utilization (percentage of request) above target"}]
     assert [r["replicas"] for r in doc["state"]["recommendations"]] == [2, 4]
@@ -147,10 +149,15 @@ def test_ambiguous_selector(tmp_path: Path) -> None:
     scale = json.loads(json.dumps(next(it for it in items if it["kind"] == "Scale")))
     scale["metadata"]["name"] = "web-too"
     items += [other, scale]
-    r = explain("-f", str(write_list(tmp_path, items)), "--hpa", "default/web", "--now", NOW, "-o", "json")
+    snap = str(write_list(tmp_path, items))
+    r = explain("-f", snap, "--hpa", "default/web", "--now", NOW, "-o", "json")
     doc = json.loads(r.stdout)
     assert conditions(doc)[-1] == ("ScalingActive", "False", "AmbiguousSelector")
-    assert doc["events"][0]["message"] == ("pods by selector app=web are controlled by multiple HPAs: "
+    assert doc["events"][0]["message"] == ("pods by selector app=web are controlled by more than one HPA "
+                                           "(e.g. [default/web default/web-too])")
+    old = json.loads(explain("-f", snap, "--hpa", "default/web", "--now", NOW, "-o", "json",
+                             "--emulated-version=1.36").stdout)
+    assert old["events"][0]["message"] == ("pods by selector app=web are controlled by multiple HPAs: "
                                            "[default/web default/web-too]")
     both = explain("-f", str(write_list(tmp_path, items, "c.json")), "--now", NOW)
     assert both.returncode == 2 and "--hpa" in both.stderr
@@ -166,11 +173,14 @@ def test_scale_to_zero_gate(tmp_path: Path) -> None:
     snap = write_list(tmp_path, items)
     state = tmp_path / "s.json"
     state.write_text(json.dumps({"recommendations": []}))
-    off = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json", "--state", str(state)).stdout)
+    common = ("-f", str(snap), "--now", NOW, "-o", "json", "--state", str(state))
+    off = json.loads(explain(*common, "--emulated-version=1.36").stdout)  # alpha, off in 1.36
     assert off["scale"]["to"] == 0 and "ScaledToZero" not in [c[0] for c in conditions(off)]
-    on = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json", "--state", str(state),
-                            "--feature-gates", "HPAScaleToZero=true").stdout)
+    on = json.loads(explain(*common, "--emulated-version=1.36", "--feature-gates", "HPAScaleToZero=true").stdout)
     assert ("ScaledToZero", "True", "ScaledToZero") in conditions(on)
+    assert json.loads(explain(*common).stdout)["status"]["conditions"] == on["status"]["conditions"]  # 1.37: on
+    off = json.loads(explain(*common, "--feature-gates", "HPAScaleToZero=false").stdout)
+    assert "ScaledToZero" not in [c[0] for c in conditions(off)]
 
 
 def test_typed_lists_as_kubectl_get_raw_returns_them(tmp_path: Path) -> None:
@@ -197,10 +207,12 @@ def test_hpa_generation_gate_sets_observed_generation(tmp_path: Path) -> None:
     hpa = next(it for it in items if it["kind"] == "HorizontalPodAutoscaler")
     hpa["metadata"]["generation"] = 7
     snap = write_list(tmp_path, items)
-    off = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json").stdout)
-    assert "observedGeneration" not in off["status"]
-    on = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json", "--feature-gates", "HPAGeneration=true").stdout)
-    assert on["status"]["observedGeneration"] == 7 and on["scale"] == off["scale"]
+    on = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json").stdout)  # 1.37: beta, on
+    assert on["status"]["observedGeneration"] == 7
+    assert all("observedGeneration" not in c for c in on["status"]["conditions"])  # v1.37.2 sets none per condition
+    for flags in (["--emulated-version=1.36"], ["--feature-gates", "HPAGeneration=false"]):
+        off = json.loads(explain("-f", str(snap), "--now", NOW, "-o", "json", *flags).stdout)
+        assert "observedGeneration" not in off["status"] and on["scale"] == off["scale"]
 
 
 @pytest.mark.parametrize(("content", "needle"), [

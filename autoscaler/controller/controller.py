@@ -9,9 +9,12 @@ runs the decision core and applies the outcome according to the mode:
 * ``dry-run``: write nothing to scale or status; publish the recommendation as gauges, a
   ``DryRunRescale`` event when it would rescale and, on request, an annotation.
 
-HPAs are requeued like upstream: at once when added or when their spec changes, otherwise one
-sync period after each reconcile. With leader election, workers only run while this replica
-holds the Lease, and every write checks that it still does.
+HPAs are queued like the emulated kube-controller-manager: from 1.37 at once when added, and at
+once when their spec changes (``metadata.generation`` moved, with HPAGeneration); in 1.36, and
+for every other update, one sync period later; and one sync period after each reconcile. With
+StaleControllerConsistencyHPA a sync waits (is requeued) until the informer has seen our own
+last status write. With leader election, workers only run while this replica holds the Lease,
+and every write checks that it still does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from autoscaler.controller.consistency import ConsistencyStore, StaleRead
 from autoscaler.controller.evaluate import Evaluation, Evaluator, hpa_key
 from autoscaler.controller.events import EventRecorder
 from autoscaler.controller.leader import LeaderElector
@@ -146,6 +150,9 @@ class HPAController:
         self._tasks: list[asyncio.Task] = []
         self._stop_informers = asyncio.Event()
         self._written: dict[str, dict[str, Any]] = {}  # key -> status we last wrote (or are writing)
+        # StaleControllerConsistencyHPA: the informer's last-synced resourceVersion against our writes
+        self.consistency = (ConsistencyStore(lambda: self.hpas.resource_version)
+                            if options.config.stale_consistency else None)
         self.foreign_writes: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -185,7 +192,7 @@ class HPAController:
         self.states.clear()  # like a restart: no memory from an earlier term
         self.queue = WorkQueue(self.clock, self.sleep)
         for key in sorted(self.hpas.keys()):
-            self.queue.add(key)
+            self._enqueue_new(key)
         workers = [asyncio.create_task(self._worker(self.queue), name=f"hpa-worker-{i}")
                    for i in range(self.options.workers)]
         try:
@@ -209,6 +216,15 @@ class HPAController:
                 if self.hpas.get(key) is not None:
                     queue.add_after(key, self.options.sync_period)
 
+    def _enqueue_new(self, key: str) -> None:
+        """enqueueHPA: 1.37 queues a new HPA at once (k/k#138294); 1.36 one sync period later."""
+        if self.queue is None:
+            return
+        if self.options.config.immediate_reconcile:
+            self.queue.add(key)
+        else:
+            self.queue.add_after(key, self.options.sync_period)
+
     def may_act(self) -> bool:
         return self.elector is None or self.elector.leading
 
@@ -217,6 +233,8 @@ class HPAController:
         key = hpa_key(obj)
         if kind == "DELETED":
             self._forget(key)
+            if self.consistency is not None:
+                self.consistency.clear(key, str((obj.get("metadata") or {}).get("uid") or ""))
             return
         self.metrics.num_hpas.set(len(self.hpas.keys()))
         if kind == "MODIFIED" and old is not None:
@@ -224,9 +242,14 @@ class HPAController:
         q = self.queue
         if q is None:
             return
+        if kind == "ADDED":
+            self._enqueue_new(key)
+            return
+        # updateHPA: with HPAGeneration a generation change is a spec change, reconciled at once;
+        # anything else (our own status writes included) waits for the sync period
         spec_changed = (obj.get("metadata") or {}).get("generation") != ((old or {}).get("metadata") or {}).get(
             "generation")
-        if kind == "ADDED" or spec_changed:
+        if self.options.config.observed_generation and spec_changed:
             q.add(key)
         else:
             q.add_after(key, self.options.sync_period)
@@ -276,9 +299,18 @@ class HPAController:
         return out
 
     async def reconcile(self, key: str) -> Outcome | None:
+        if self.consistency is not None:
+            try:
+                self.consistency.ensure_ready(key)
+            except StaleRead as exc:  # requeued by the worker, one sync period later, as upstream
+                self.metrics.stale_sync_skips.labels("autoscaling", "horizontalpodautoscalers").inc()
+                log.info("skipping sync: the informer has not seen our last status write", hpa=key, error=str(exc))
+                return None
         obj = self.hpas.get(key)
         if obj is None:
             self._forget(key)
+            if self.consistency is not None:
+                self.consistency.clear(key)
             return None
         t0 = time.perf_counter()
         now = self.clock()
@@ -335,7 +367,10 @@ class HPAController:
         for attempt in range(STATUS_RETRIES):
             body = {**current, "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "status": status}
             try:
-                await self.client.put(path, body)
+                written = await self.client.put(path, body)
+                wmeta = written.get("metadata") or {}
+                if self.consistency is not None and wmeta.get("resourceVersion"):
+                    self.consistency.wrote_at(key, str(wmeta.get("uid") or ""), str(wmeta["resourceVersion"]))
                 return True
             except KubeError as exc:
                 if exc.conflict and attempt < STATUS_RETRIES - 1:

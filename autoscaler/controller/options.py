@@ -1,7 +1,7 @@
 """Controller flags with kube-controller-manager's names and defaults, parsed into settings.
 
 The HPA settings (``--horizontal-pod-autoscaler-*``, ``--concurrent-horizontal-pod-autoscaler-syncs``,
-``--feature-gates``) and leader election (``--leader-elect*``) keep upstream's names, so a
+``--emulated-version``, ``--feature-gates``) and leader election (``--leader-elect*``) keep upstream's names, so a
 kube-controller-manager command line can be carried over.
 """
 
@@ -11,7 +11,8 @@ import argparse
 from dataclasses import dataclass, field
 
 from autoscaler.hpa import ControllerConfig
-from autoscaler.hpa.gates import parse_feature_gates, with_feature_gates
+from autoscaler.hpa.gates import config_for, parse_feature_gates
+from autoscaler.hpa.versions import DEFAULT_VERSION, VERSIONS, gate_table, parse_version
 from autoscaler.k8s.timefmt import duration_flag, format_duration
 
 MODES = ("active", "dry-run", "off")
@@ -30,6 +31,14 @@ def feature_gates(text: str) -> dict[str, bool]:
     """``Name=true,Other=false`` for the gates the HPA controller reads (an argparse type)."""
     try:
         return parse_feature_gates(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def emulated_version(text: str) -> str:
+    """``--emulated-version`` (an argparse type)."""
+    try:
+        return parse_version(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -53,10 +62,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                    default=d.downscale_stabilization, metavar="DURATION",
                    help="The period for which autoscaler will look backwards and not scale down below any "
                         f"recommendation it made during that period. (default {format_duration(d.downscale_stabilization)})")
+    add_version_arguments(g)
+
+
+def add_version_arguments(g: argparse._ActionsContainer) -> None:
+    """``--emulated-version`` and ``--feature-gates``, shared by every command that decides."""
+    g.add_argument("--emulated-version", type=emulated_version, default=DEFAULT_VERSION, metavar="VERSION",
+                   help=f"The Kubernetes version whose HPA behaviour to emulate: {' or '.join(VERSIONS)} "
+                        f"(upstream's kube=VERSION form is accepted). (default {DEFAULT_VERSION})")
     g.add_argument("--feature-gates", type=feature_gates, default={}, metavar="GATES",
-                   help="Comma-separated Name=bool pairs: HPAScaleToZero (default false), "
-                        "HPAConfigurableTolerance (default true), HPAGeneration (default false: "
-                        "status.observedGeneration).")
+                   help="Comma-separated Name=bool pairs, within what the emulated version allows. 1.37: "
+                        f"{gate_table('1.37')}. 1.36: {gate_table('1.36')}.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,15 +117,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ControllerConfig:
     """The decision core's settings from the flags; ValueError names a bad flag."""
-    cfg = ControllerConfig(
-        tolerance=args.horizontal_pod_autoscaler_tolerance,
-        cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
-        initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
-        downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization,
-    )
-    if cfg.tolerance < 0:
-        raise ValueError(f"--horizontal-pod-autoscaler-tolerance must be >= 0, got {cfg.tolerance}")
-    return with_feature_gates(cfg, args.feature_gates or {})
+    if args.horizontal_pod_autoscaler_tolerance < 0:
+        raise ValueError(f"--horizontal-pod-autoscaler-tolerance must be >= 0, got "
+                         f"{args.horizontal_pod_autoscaler_tolerance}")
+    try:
+        return config_for(
+            args.emulated_version, args.feature_gates or {},
+            tolerance=args.horizontal_pod_autoscaler_tolerance,
+            cpu_initialization_period=args.horizontal_pod_autoscaler_cpu_initialization_period,
+            initial_readiness_delay=args.horizontal_pod_autoscaler_initial_readiness_delay,
+            downscale_stabilization=args.horizontal_pod_autoscaler_downscale_stabilization,
+        )
+    except ValueError as exc:
+        raise ValueError(f"--feature-gates: {exc}") from None
 
 
 @dataclass

@@ -42,6 +42,9 @@ class ControllerMetrics:
         self.desired_replicas = Gauge(f"{SUBSYSTEM}_desired_replicas",
                                       "Current desired replica count for HPA objects.", ["namespace", "hpa_name"],
                                       registry=r)
+        self.stale_sync_skips = Counter(f"{SUBSYSTEM}_stale_sync_skips",  # exposed with _total, as upstream
+                                        "Total number of HPA syncs skipped due to a stale watch cache.",
+                                        ["group", "resource"], registry=r)
         self.recommended = Gauge("autoscaler_dry_run_recommended_replicas",
                                  "Replica count this controller recommends in dry-run mode.",
                                  ["namespace", "hpa_name"], registry=r)

@@ -1,7 +1,8 @@
 """client-go's rate-limited work queue, as the HPA controller uses it.
 
 A key is never processed by two workers at once; a key added while it is being processed is
-processed again afterwards; ``add_after`` keeps only the earliest pending time per key. The HPA
+processed again afterwards; ``add_after`` keeps only the earliest pending time per key, and an
+immediate ``add`` leaves that pending time in place (client-go's delaying queue). The HPA
 controller's rate limiter is a fixed delay of one sync period, so every HPA is re-added that long
 after each reconcile. Delays run on an injectable clock (``now()`` plus ``async sleep()``).
 """
@@ -39,7 +40,6 @@ class WorkQueue:
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
-        self._when.pop(key, None)
         if key not in self._processing:
             self._queue.append(key)
             self._ready.set()

@@ -29,6 +29,7 @@ from autoscaler.hpa.normalize import (
     store_scale_event,
 )
 from autoscaler.hpa.spec import CompiledHPA, MetricSpec, Rules, compile_hpa, go_label_selector_string
+from autoscaler.hpa.versions import DEFAULT_VERSION, at_least
 from autoscaler.k8s.quantity import format_binary_si, format_milli
 from autoscaler.k8s.selectors import LabelSelector, SelectorError, parse_label_selector, selector_from_object
 from autoscaler.k8s.timefmt import format_time
@@ -66,17 +67,27 @@ def _own_events(events: list[ScaleEvent]) -> list[ScaleEvent]:
 
 @dataclass(slots=True)
 class ControllerConfig:
-    """kube-controller-manager's HPA settings (upstream flag defaults) and its HPA feature gates."""
+    """kube-controller-manager's HPA settings (upstream flag defaults), the Kubernetes version it
+    emulates and its HPA feature gates. The defaults are 1.37's; :func:`autoscaler.hpa.gates.config_for`
+    builds a configuration for another version from :mod:`autoscaler.hpa.versions`."""
 
     tolerance: float = 0.1
     cpu_initialization_period: float = 300.0
     initial_readiness_delay: float = 30.0
     downscale_stabilization: float = 300.0
-    scale_to_zero: bool = False  # HPAScaleToZero: off in released Kubernetes 1.36
-    configurable_tolerance: bool = True  # HPAConfigurableTolerance: beta, on since 1.35
-    observed_generation: bool = False  # HPAGeneration: alpha, off; status.observedGeneration
+    version: str = DEFAULT_VERSION  # --emulated-version
+    scale_to_zero: bool = True  # HPAScaleToZero: beta, on in 1.37 (alpha, off in 1.36)
+    configurable_tolerance: bool = True  # HPAConfigurableTolerance: GA in 1.37 (beta, on in 1.36)
+    observed_generation: bool = True  # HPAGeneration: beta, on in 1.37; status.observedGeneration
+    optimized_selector_store: bool = True  # HPAOptimizedSelectorStore (1.37): AmbiguousSelector lists two HPAs
+    stale_consistency: bool = True  # StaleControllerConsistencyHPA (1.37): read our own status writes
     scale_up_limit_factor: float = 2.0
     scale_up_limit_minimum: float = 4.0
+
+    @property
+    def immediate_reconcile(self) -> bool:
+        """New HPAs are reconciled when added, not one sync period later (1.37, k/k#138294)."""
+        return at_least(self.version, "1.37")
 
 
 @dataclass(slots=True)
@@ -337,6 +348,9 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             try:
                 usage, ts = source.object_metric(ms.metric_name, d, ms.selector)
             except MetricsError as e:
+                if at_least(config.version, "1.37"):  # k/k#139029 fixed the argument order
+                    raise CalcError(f"unable to get metric {ms.metric_name} on {d.get('kind', '')} {hpa.namespace}/"
+                                    f"{d.get('name', '')}: {e}") from None
                 raise CalcError(f"unable to get metric {ms.metric_name}: {d.get('kind', '')} on {hpa.namespace} "
                                 f"{d.get('name', '')}/{e}") from None
             if ms.target_kind == "value":
@@ -510,7 +524,8 @@ def decide(
     gate_zero = cfg.scale_to_zero
     scaled_to_zero = _scaled_to_zero(conds.get("ScaledToZero"), cfg)
     ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
-    gen = (h.obj.get("metadata") or {}).get("generation") if cfg.observed_generation else None
+    # HPAGeneration: observedGeneration is metadata.generation, 0 for an HPA the API server gave none
+    gen = int((h.obj.get("metadata") or {}).get("generation") or 0) if cfg.observed_generation else None
 
     metric_statuses: list[dict[str, Any]] | None = None
     desired = 0
@@ -583,9 +598,9 @@ def decide(
             store_scale_event(st, rules, current, desired, now)
         if gate_zero:
             if current > 0 and desired == 0 and min_r == 0 and h.has_object_or_external:
-                conds.set("ScaledToZero", "True", "ScaledToZero", "the HPA controller scaled the target to zero replicas")
+                conds.set("ScaledToZero", "True", "ScaledToZero", "the HPA controller scaled the workload to zero")
             else:
-                conds.set("ScaledToZero", "False", "NotScaledToZero", "the target is not scaled to zero by the HPA controller")
+                conds.set("ScaledToZero", "False", "NotScaledToZero", "the HPA controller did not scale the workload to zero")
         else:
             conds.remove("ScaledToZero")
         status = _status(original, current, desired, metric_statuses, True, now, build_status, gen)
@@ -672,7 +687,7 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
             if key != h.key and parsed is not None and any(parsed.matches(lb) for lb in pods.labels):
                 selecting.append(key)
         if len(selecting) > 1:
-            msg = f"pods by selector {sel_text} are controlled by multiple HPAs: [{' '.join(sorted(selecting))}]"
+            msg = _ambiguous_message(sel_text, selecting, cfg)
             events.append({"type": "Warning", "reason": "AmbiguousSelector", "message": msg})
             conds.set("ScalingActive", "False", "AmbiguousSelector", msg)
             if want:
@@ -735,6 +750,17 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
     conds.set("ScalingActive", "True", "ValidMetricFound",
               f"the HPA was able to successfully calculate a replica count from {metric_name}")
     return replicas, metric_name, statuses, combined_error
+
+
+def _ambiguous_message(selector: str, selecting: list[str], cfg: ControllerConfig) -> str:
+    """The AmbiguousSelector text. 1.37 names HPAs "e.g." and, with HPAOptimizedSelectorStore, the
+    store stops at two matches (upstream's pick is map order; ours is the first two by name)."""
+    keys = sorted(selecting)
+    if not at_least(cfg.version, "1.37"):
+        return f"pods by selector {selector} are controlled by multiple HPAs: [{' '.join(keys)}]"
+    if cfg.optimized_selector_store:
+        keys = keys[:2]
+    return f"pods by selector {selector} are controlled by more than one HPA (e.g. [{' '.join(keys)}])"
 
 
 def _normalize_legacy(h: CompiledHPA, st: HPAState, current: int, desired: int, min_r: int, cfg: ControllerConfig,

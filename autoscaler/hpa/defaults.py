@@ -9,18 +9,23 @@ re-exported here.
 from __future__ import annotations
 
 import decimal
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from autoscaler.hpa.conversion import _copy, hpa_v1_to_v2, hpa_v2_to_v1
+from autoscaler.hpa.versions import DEFAULT_VERSION, resolve_gates
 from autoscaler.k8s.quantity import QuantityError, format_decimal_si, parse_quantity
 
 __all__ = [
     "DEFAULT_SCALE_DOWN_RULES",
     "DEFAULT_SCALE_UP_RULES",
+    "APIFeatures",
     "default_behavior_rules",
     "default_hpa",
     "hpa_v1_to_v2",
     "hpa_v2_to_v1",
+    "prepare_for_write",
     "validate_hpa",
 ]
 
@@ -382,9 +387,14 @@ def validate_hpa(
     policies list is fine and an explicit empty one is not). ``scale_to_zero`` is the
     HPAScaleToZero gate, ``configurable_tolerance`` the HPAConfigurableTolerance gate; ``old``
     (on update) relaxes both the way kube-apiserver does when the stored object already used them.
+
+    Every check runs (no early return), in ``validateHorizontalPodAutoscalerSpec``'s order; the
+    replica bounds, which 1.37's declarative validation enforces instead of the handwritten code,
+    come last with its texts (as the v1.37.2 kube-apiserver answers).
     """
     obj = default_hpa(obj)
     errs: list[tuple[str, str]] = []
+    declarative: list[tuple[str, str]] = []
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return [("spec", _required())]
@@ -395,30 +405,24 @@ def validate_hpa(
     lower = 0 if (scale_to_zero or old_min == 0) else 1
     min_r = _validate_int(errs, "spec.minReplicas", spec.get("minReplicas"))
     if min_r is not None and min_r < lower:
-        errs.append(("spec.minReplicas", _invalid(min_r, f"must be greater than or equal to {lower}")))
+        declarative.append(("spec.minReplicas", _invalid(min_r, f"must be greater than or equal to {lower}")))
     max_r = _validate_int(errs, "spec.maxReplicas", spec.get("maxReplicas"))
     max_val = max_r if max_r is not None else 0
-    if max_val < 1:
-        errs.append(("spec.maxReplicas", _invalid(max_val, "must be greater than 0")))
+    if max_val == 0:
+        declarative.append(("spec.maxReplicas", _required()))
+    elif max_val < 0:
+        declarative.append(("spec.maxReplicas", _invalid(max_val, "must be greater than or equal to 1")))
     if min_r is not None and max_val < min_r:
         errs.append(("spec.maxReplicas", _invalid(max_val, "must be greater than or equal to `minReplicas`")))
-    ref_errs: list[tuple[str, str]] = []
-    _validate_object_ref(ref_errs, spec.get("scaleTargetRef"), "spec.scaleTargetRef")
-    if ref_errs:
-        errs.extend(ref_errs)
-        return _dedupe(errs)
-    metric_errs: list[tuple[str, str]] = []
+    _validate_object_ref(errs, spec.get("scaleTargetRef"), "spec.scaleTargetRef")
     metrics = spec.get("metrics") or []
     if not isinstance(metrics, list):
-        metric_errs.append(("spec.metrics", _invalid(metrics, "must be a list")))
+        errs.append(("spec.metrics", _invalid(metrics, "must be a list")))
         metrics = []
-    types = [_validate_metric(metric_errs, m, f"spec.metrics[{i}]") for i, m in enumerate(metrics)]
+    types = [_validate_metric(errs, m, f"spec.metrics[{i}]") for i, m in enumerate(metrics)]
     if min_r == 0 and "Object" not in types and "External" not in types:
-        metric_errs.append(("spec.metrics", _forbidden(
+        errs.append(("spec.metrics", _forbidden(
             "must specify at least one Object or External metric to support scaling to zero replicas")))
-    if metric_errs:
-        errs.extend(metric_errs)
-        return _dedupe(errs)
     behavior = spec.get("behavior")
     if behavior is not None:
         old_behavior = old_spec.get("behavior") if isinstance(old_spec, dict) else None
@@ -431,7 +435,7 @@ def validate_hpa(
         else:
             _validate_rules(errs, behavior.get("scaleUp"), "spec.behavior.scaleUp", allow_tol)
             _validate_rules(errs, behavior.get("scaleDown"), "spec.behavior.scaleDown", allow_tol)
-    return _dedupe(errs)
+    return _dedupe(errs + declarative)
 
 
 def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -443,3 +447,66 @@ def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(e)
             out.append(e)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry strategy (pkg/registry/autoscaling/horizontalpodautoscaler/strategy.go).
+
+
+@dataclass(frozen=True, slots=True)
+class APIFeatures:
+    """The HPA feature gates kube-apiserver's HPA strategy reads, at one emulated version."""
+
+    version: str = DEFAULT_VERSION
+    scale_to_zero: bool = True  # HPAScaleToZero: minReplicas 0 allowed
+    configurable_tolerance: bool = True  # HPAConfigurableTolerance: off drops behavior.*.tolerance
+    generation: bool = True  # HPAGeneration: metadata.generation starts at 1, +1 per spec change
+
+    @classmethod
+    def for_version(cls, version: str = DEFAULT_VERSION, gates: Mapping[str, bool] | None = None) -> APIFeatures:
+        """ValueError (upstream's text) for a gate ``version`` does not have or locks."""
+        on = resolve_gates(version, gates)
+        return cls(version, on.get("HPAScaleToZero", False), on.get("HPAConfigurableTolerance", False),
+                   on.get("HPAGeneration", False))
+
+
+def _uses_tolerance(spec: Any) -> bool:
+    behavior = spec.get("behavior") if isinstance(spec, dict) else None
+    return isinstance(behavior, dict) and any(
+        isinstance(behavior.get(d), dict) and behavior[d].get("tolerance") is not None
+        for d in ("scaleUp", "scaleDown"))
+
+
+def prepare_for_write(obj: dict[str, Any], old: dict[str, Any] | None, features: APIFeatures) -> list[tuple[str, str]]:
+    """PrepareForCreate/PrepareForUpdate, then Validate/ValidateUpdate, on a defaulted HPA (in place).
+
+    Generation: with HPAGeneration a new HPA gets 1 and an update whose spec differs gets the
+    old generation + 1; without it the old generation is kept (a create keeps none). Tolerances are
+    dropped when HPAConfigurableTolerance is off, unless the stored object already used them.
+    minReplicas 0 is allowed with HPAScaleToZero or when the stored object already had it.
+    Returns the validation errors.
+    """
+    md = obj.setdefault("metadata", {})
+    old_md = (old or {}).get("metadata") or {}
+    if old is None:
+        if features.generation:
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
+    else:
+        gen = old_md.get("generation")
+        if features.generation and obj.get("spec") != old.get("spec"):
+            gen = int(gen or 0) + 1
+        if gen is None:
+            md.pop("generation", None)
+        else:
+            md["generation"] = gen
+    spec = obj.get("spec")
+    if not features.configurable_tolerance and not _uses_tolerance((old or {}).get("spec")) and isinstance(spec, dict):
+        behavior = spec.get("behavior")
+        if isinstance(behavior, dict):
+            for d in ("scaleUp", "scaleDown"):
+                if isinstance(behavior.get(d), dict):
+                    behavior[d].pop("tolerance", None)
+    old_zero = (((old or {}).get("spec") or {}).get("minReplicas") == 0)
+    return validate_hpa(obj, scale_to_zero=features.scale_to_zero or old_zero, old=old)

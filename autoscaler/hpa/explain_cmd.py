@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="period after pod start during which readiness changes are treated as initial (default 30s)")
     parser.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", default="5m0s", dest="downscale",
                         help="period for which all past recommendations are considered when scaling down (default 5m0s)")
-    parser.add_argument("--feature-gates", default="", metavar="GATE=BOOL,...",
-                        help="HPAScaleToZero (default false), HPAConfigurableTolerance (default true), "
-                             "HPAGeneration (default false)")
+    from autoscaler.controller.options import add_version_arguments
+
+    add_version_arguments(parser)
 
 
 def _fail(message: str) -> int:
@@ -49,8 +49,8 @@ def main(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from autoscaler.hpa.decide import ControllerConfig, decide
-    from autoscaler.hpa.gates import parse_feature_gates, with_feature_gates
+    from autoscaler.hpa.decide import decide
+    from autoscaler.hpa.gates import config_for
     from autoscaler.hpa.inputs import InputError
     from autoscaler.hpa.normalize import HPAState
     from autoscaler.hpa.snapshot import build_inputs, parse_documents
@@ -58,16 +58,13 @@ def main(args: argparse.Namespace) -> int:
     from autoscaler.k8s.timefmt import parse_duration, parse_time
 
     try:
+        settings = {"tolerance": args.tolerance, "cpu_initialization_period": parse_duration(args.cpu_init),
+                    "initial_readiness_delay": parse_duration(args.readiness_delay),
+                    "downscale_stabilization": parse_duration(args.downscale)}
         try:
-            gates = parse_feature_gates(args.feature_gates)
+            config = config_for(args.emulated_version, args.feature_gates, **settings)
         except ValueError as e:
             raise ValueError(f"--feature-gates: {e}") from None
-        config = with_feature_gates(ControllerConfig(
-            tolerance=args.tolerance,
-            cpu_initialization_period=parse_duration(args.cpu_init),
-            initial_readiness_delay=parse_duration(args.readiness_delay),
-            downscale_stabilization=parse_duration(args.downscale),
-        ), gates)
         now = parse_time(args.now) if args.now else time.time()
     except ValueError as e:
         return _fail(str(e))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from autoscaler.hpa.defaults import default_hpa, validate_hpa
+from autoscaler.hpa.defaults import APIFeatures, default_hpa, prepare_for_write
 from autoscaler.k8s.quantity import QuantityError, parse_quantity
 from autoscaler.k8s.selectors import SelectorError, selector_from_object, validate_label_key, validate_label_value
 
@@ -379,9 +379,26 @@ def _pod_check(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
     return causes
 
 
+#: kube-apiserver's HPA gates at the emulated version; like upstream's feature gate, one per process
+_hpa_features = APIFeatures()
+
+
+def configure_hpa(features: APIFeatures) -> APIFeatures:
+    """Set the HPA gates the emulated API server applies (``--emulated-version``, ``--feature-gates``);
+    returns the previous setting so a caller can restore it."""
+    global _hpa_features
+    previous, _hpa_features = _hpa_features, features
+    return previous
+
+
+def hpa_features() -> APIFeatures:
+    return _hpa_features
+
+
 def _hpa_check(obj: dict[str, Any], old: dict[str, Any] | None) -> Causes:
-    scale_to_zero = bool(old and (old.get("spec") or {}).get("minReplicas") == 0)
-    return list(validate_hpa(obj, scale_to_zero=scale_to_zero))
+    """The HPA strategy's Prepare* (metadata.generation, dropped tolerances) and validation. The
+    store calls this last before committing a create or update, so the generation set here is final."""
+    return list(prepare_for_write(obj, old, _hpa_features))
 
 
 VALIDATORS: dict[str, Callable[[dict[str, Any], dict[str, Any] | None], Causes]] = {

@@ -1,8 +1,9 @@
 """The replay engine: a virtual clock driving the real HPA decision core over a recorded load.
 
-Every ``sync_period`` virtual seconds the engine builds what the live controller would see — the
-target's Scale, the pods (phase, Ready condition and its transition time, start time) and their
-PodMetrics at the latest metric step — and calls :func:`autoscaler.hpa.decide`, the very function
+Every ``sync_period`` virtual seconds (and, emulating 1.37, once at the start, when the HPA is
+created) the engine builds what the live controller would see — the target's Scale, the pods
+(phase, Ready condition and its transition time, start time) and their PodMetrics at the latest
+metric step — and calls :func:`autoscaler.hpa.decide`, the very function
 the live controller calls. Nothing about readiness, missing metrics, tolerance, stabilization or
 policies is decided here. The engine only plays the cluster: it creates pods when the HPA scales
 up (Pending, then Running, then Ready, each new pod with the delays of a pod observed in the trace,
@@ -148,10 +149,14 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     sync_period = opts.sync_period
     thresholds = np.empty((4, 1))
 
-    t = start + sync_period
+    regular = start + sync_period
     if len(load.change_offsets):
         # Keep the recorded controller's phase (its replica changes mark its syncs).
-        t = start + (float(np.median(load.change_offsets % sync_period)) or sync_period)
+        regular = start + (float(np.median(load.change_offsets % sync_period)) or sync_period)
+    # The replayed HPA is created at the start: 1.37 reconciles a new HPA at once (then on the
+    # sync-period schedule), 1.36 only one sync period later.
+    first = cfg.immediate_reconcile
+    t = start if first else regular
     while t <= end + 1e-9:
         syncs += 1
         k = min(int((t - start) / res + 1e-9), last_k)
@@ -274,7 +279,10 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             next_change = -math.inf
             change_t.append(t)
             change_v.append(new)
-        t += sync_period
+        if first:
+            first, t = False, regular
+        else:
+            t += sync_period
 
     times = load.times
     ct = np.asarray(change_t)

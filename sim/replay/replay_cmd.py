@@ -100,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=300.0, metavar="DURATION", help="default 5m0s")
     g.add_argument("--horizontal-pod-autoscaler-initial-readiness-delay", dest="readiness_delay", type=duration_flag,
                    default=30.0, metavar="DURATION", help="default 30s")
+    from autoscaler.controller.options import add_version_arguments
+
+    add_version_arguments(g)
 
 
 def load_hpa_file(path: str) -> dict[str, Any]:
@@ -141,7 +144,8 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from autoscaler.hpa import ControllerConfig, validate_hpa
+    from autoscaler.hpa import validate_hpa
+    from autoscaler.hpa.gates import config_for
     from sim.replay import report as rep
     from sim.replay.engine import recorded_timeline
     from sim.replay.load import build_load
@@ -180,9 +184,13 @@ def _run(args: argparse.Namespace) -> int:
         if not workload.hpas:
             raise ValueError(f"the trace records no HPA for {workload.key}: pass --hpa FILE")
         hpa = workload.hpas[0].manifest
-    cfg = ControllerConfig(tolerance=args.tolerance, cpu_initialization_period=args.cpu_init,
-                           initial_readiness_delay=args.readiness_delay, downscale_stabilization=args.downscale)
-    problems = validate_hpa(hpa)
+    try:
+        cfg = config_for(args.emulated_version, args.feature_gates, tolerance=args.tolerance,
+                         cpu_initialization_period=args.cpu_init, initial_readiness_delay=args.readiness_delay,
+                         downscale_stabilization=args.downscale)
+    except ValueError as e:
+        raise ValueError(f"--feature-gates: {e}") from None
+    problems = validate_hpa(hpa, scale_to_zero=cfg.scale_to_zero, configurable_tolerance=cfg.configurable_tolerance)
     if problems:
         raise ValueError("the HPA is invalid: " + "; ".join(f"{p}: {m}" for p, m in problems))
     if args.sync_period <= 0:
