@@ -142,9 +142,20 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
         "statefulsets": Informer(kube, f"/apis/apps/v1{prefix}/statefulsets", name="statefulsets"),
         "hpas": Informer(kube, f"/apis/autoscaling/v2{prefix}/horizontalpodautoscalers", name="hpas"),
     }
+    rec = TraceRecorder(options.metric_resolution, namespace)
+
+    def workload_changed(kind: str):  # type: ignore[no-untyped-def]
+        # spec.replicas is recorded when it changes, not at the next poll (the replay takes the
+        # recorded controller's sync phase from these times)
+        def on(event: str, obj: dict, old: dict | None) -> None:
+            if event != "DELETED":
+                rec.observe_workloads([dict(obj, kind=kind)], [], now())
+        return on
+
+    informers["deployments"].add_handler(workload_changed("Deployment"))
+    informers["statefulsets"].add_handler(workload_changed("StatefulSet"))
     tasks = [asyncio.create_task(inf.run(stop)) for inf in informers.values()]
     tasks.append(asyncio.create_task(collector.run(stop)))
-    rec = TraceRecorder(options.metric_resolution, namespace)
     t_start = now()
     t_end = t_start + duration
     loop = asyncio.get_running_loop()
