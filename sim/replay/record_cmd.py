@@ -172,8 +172,10 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
             on_observe(min(t - t_start, duration), len(rec.pods), rec.samples, cycle.failed if cycle else 0)
 
     try:
-        for inf in informers.values():
-            await inf.wait_synced(30.0)
+        for what, inf in informers.items():
+            if not await inf.wait_synced(30.0):
+                # e.g. RBAC: without Deployments the trace has no spec.replicas, without HPAs no HPA
+                print(f"warning: cannot list {what} (see the log); the trace will lack them", file=sys.stderr)
         # Poll well inside the store's history so no sample is lost.
         period = max(1.0, min(options.metric_resolution, options.metric_history / 4))
         while not stop.is_set() and now() < t_end:
