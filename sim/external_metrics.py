@@ -40,6 +40,7 @@ from sim.external_series import ExternalSeries
 GROUP, VERSION = "external.metrics.k8s.io", "v1beta1"
 PREFIX = f"/apis/{GROUP}/{VERSION}"
 SERVICE_NAME, SERVICE_NAMESPACE = "external-metrics", "kube-system"
+_USER = web.RequestKey("user", str)
 
 
 def _status(err: ApiError) -> web.Response:
@@ -94,7 +95,7 @@ class ExternalMetricsServer:
             allowed, reason, _ = await self.authz.authorize(user, attrs)
             if not allowed:
                 raise denial(user, attrs, reason)
-            request["user"] = user.name
+            request[_USER] = user.name
             return await handler(request)
         except ApiError as err:
             return _status(err)
@@ -132,7 +133,7 @@ class ExternalMetricsServer:
         items = [{"metricName": metric, "metricLabels": dict(s.labels), "timestamp": stamp,
                   "value": format_milli(s.value_at(now - self.origin))}
                  for s in named if selector.matches(s.labels)]
-        self.requests.append((request.path_qs, str(request.get("user", ""))))
+        self.requests.append((request.path_qs, request.get(_USER, "")))
         return web.json_response({"kind": "ExternalMetricValueList", "apiVersion": f"{GROUP}/{VERSION}",
                                   "metadata": {}, "items": items})
 

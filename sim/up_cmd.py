@@ -118,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
         real = args.control_plane == "real"
         if real and args.speed != 1:
             return fail("--speed applies to the emulated control plane; the real one runs on the wall clock")
+        if scenario.external_metrics and not real:
+            return fail("the scenario's externalMetrics are served on --control-plane=real only")
         if (args.binaries or args.hpa_sync_period) and not real:
             return fail(f"{'--binaries' if args.binaries else '--hpa-sync-period'} is for --control-plane=real")
     except (ScenarioError, ValueError) as exc:

@@ -21,7 +21,9 @@ def _cpu_hpa(target: str, max_r: int, util: int = 50, behavior: dict | None = No
 SCENARIO = {
     "name": "real-hpa-agreement",
     "seed": 11,
-    "kubelet": {"housekeepingInterval": "5s"},
+    # stats every 10 s, the metric resolution: `autoscaler run` (whose metrics kcm reads) and
+    # `autoscaler record` then read the same CPU counter instants, so the trace holds kcm's samples
+    "kubelet": {"housekeepingInterval": "10s"},
     "timing": {"startupDelay": "1s", "readinessDelay": "2s"},
     "nodes": [{"namePrefix": "worker", "count": 3, "cpu": "16", "memory": "32Gi"}],
     "workloads": [
