@@ -24,6 +24,9 @@ With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA contr
 separate process against the cluster, registered as the APIService
 v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
 and `autoscaler recommend` work at once. Its log goes to STATE_DIR/autoscaler/autoscaler.log.
+On the real control plane our controller (dry-run) gets kcm's sync period and 1.37 feature gates
+and logs every sync, and kcm logs its HPA decisions (--vmodule=horizontal=4), so `autoscaler sim
+agree` can compare the two.
 """
 
 from __future__ import annotations
@@ -130,10 +133,13 @@ def main(args: argparse.Namespace) -> int:
     if real:
         from sim.controlplane.cluster import RealCluster
         from sim.controlplane.controlplane import ControlPlaneOptions
+        from sim.controlplane.hpa_flags import KCM_HPA_VMODULE
 
+        # kcm logs each HPA sync's decision, for `autoscaler sim agree`
         cluster: EmulatedCluster = RealCluster(
             scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
-                                                             hpa_sync_period=args.hpa_sync_period or "15s"))
+                                                             hpa_sync_period=args.hpa_sync_period or "15s",
+                                                             extra_args={"kube-controller-manager": [KCM_HPA_VMODULE]}))
     else:
         cluster = EmulatedCluster(scenario, state_dir, clock=Clock(args.speed))
     kind = "Kubernetes control plane (upstream programs, hollow nodes)" if real else "Emulated cluster"
@@ -170,7 +176,13 @@ def main(args: argparse.Namespace) -> int:
         if args.with_autoscaler:
             from sim.autoscaler_proc import start_autoscaler
 
-            proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode)
+            extra: list[str] = []
+            if real:  # kcm's sync period and 1.37 gates, and a record of every dry-run sync for `sim agree`
+                from sim.controlplane.hpa_flags import ours_flags
+
+                extra = ours_flags(args.hpa_sync_period or "15s")
+            proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode,
+                                                extra_args=extra)
             print(f"Autoscaler:  `autoscaler run --controller-mode={controller_mode}` on https://127.0.0.1:{port}"
                   f" (pid {proc.pid}), registered as APIService v1beta1.metrics.k8s.io")
             print(f"             log: {state_dir / 'autoscaler' / 'autoscaler.log'}")
