@@ -21,9 +21,10 @@ COMMANDS: list[tuple[tuple[str, ...], str]] = [
     (("record",), "sim.replay.record_cmd"),
     (("sim", "up"), "sim.up_cmd"),
     (("sim", "replay"), "sim.replay.replay_cmd"),
+    (("sim", "agree"), "sim.controlplane.agreement"),
 ]
 
-GROUP_HELP = {"sim": "emulated cluster (sim up) and replay simulator (sim replay)"}
+GROUP_HELP = {"sim": "emulated cluster (sim up), replay simulator (sim replay), HPA agreement (sim agree)"}
 
 DESCRIPTION = """\
 A Kubernetes horizontal pod autoscaler with its own metrics pipeline.
@@ -34,6 +35,7 @@ A Kubernetes horizontal pod autoscaler with its own metrics pipeline.
   autoscaler record       record a load trace from the live metrics store
   autoscaler sim up       run an emulated cluster (API server and kubelets) on this machine
   autoscaler sim replay   replay a recorded load against HPA configurations
+  autoscaler sim agree    our dry-run HPA decisions beside kube-controller-manager's, sync by sync
 """
 
 

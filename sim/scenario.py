@@ -23,6 +23,8 @@ Example (all keys optional except where noted)::
     nodeEvents:                         # node failures, relative to the cluster's start
       - {at: 10m, fail: worker-2}       # its kubelet stops (no heartbeats, port refuses connections)
       - {at: 20m, recover: worker-2}    # and comes back
+    externalMetrics:                    # served as external.metrics.k8s.io (real control plane)
+      - {name: queue_length, labels: {queue: orders}, points: [[0, 30], [40s, 0], [110s, 50]]}
     authorization: {default: allow, rules: []}
 
 Load kinds: ``constant`` (cores), ``diurnal`` (min, max, period, peak), ``step`` (base, steps:
@@ -48,6 +50,7 @@ import yaml
 
 from autoscaler.k8s.quantity import QuantityError, parse_quantity
 from autoscaler.k8s.timefmt import parse_duration
+from sim.external_series import ExternalSeries
 from sim.kubelet.pods import PodTiming
 from sim.loadmodel import KINDS, Constant, Diurnal, LoadModel, Series, Spike, Step
 from sim.nodes import NodeSpec
@@ -115,6 +118,8 @@ class Scenario:
     authorization: Any = None
     events: bool | None = None
     node_events: list[NodeEvent] = field(default_factory=list)
+    #: series served by the external metrics API (sim.external_metrics)
+    external_metrics: list[ExternalSeries] = field(default_factory=list)
     source: str = "<scenario>"
 
     @classmethod
@@ -511,11 +516,38 @@ def _node_events(p: _P, nodes: list[NodeSpec]) -> list[NodeEvent]:
     return [ev for _, _, ev, _ in out]
 
 
+def _external_metrics(p: _P) -> list[ExternalSeries]:
+    out: list[ExternalSeries] = []
+    for item in p.items():
+        item.mapping()
+        item.known("name", "namespace", "labels", "interpolation", "points")
+        times: list[float] = []
+        values: list[int] = []
+        for i, pt in enumerate(item.sub("points").items()):
+            if not isinstance(pt.data, list) or len(pt.data) != 2:
+                raise pt.err(None, "expected [time, value]")
+            pair = _P(p.source, pt.path, {"t": pt.data[0], "v": pt.data[1]})
+            t = pair.duration("t", 0.0)
+            if times and t < times[-1]:
+                raise item.err(f"points[{i}]", "times must not decrease")
+            times.append(t)
+            values.append(round(pair.quantity("v") * 1000))
+        if not times:
+            raise item.err("points", "a series needs at least one point")
+        series = ExternalSeries(item.str("name", required=True), item.str("namespace", "default"),
+                                item.str_map("labels"), times, values,
+                                item.choice("interpolation", ("step", "linear"), "step"))
+        if any(s.name == series.name and s.namespace == series.namespace and s.labels == series.labels for s in out):
+            raise item.err("labels", f"duplicate series {series.namespace}/{series.name} {series.labels}")
+        out.append(series)
+    return out
+
+
 def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Build a Scenario from parsed YAML, raising ScenarioError naming the field on bad input."""
     p = _P(source, "", data).mapping()
     p.known("name", "seed", "timing", "kubelet", "nodes", "workloads", "hpas", "authorization", "events",
-            "nodeEvents")
+            "nodeEvents", "externalMetrics")
     seed = p.int("seed", 0, minimum=None)
     t = p.sub("timing").mapping()
     t.known("schedulingDelay", "startupDelay", "readinessDelay", "terminationDelay", "jitter")
@@ -554,6 +586,7 @@ def parse_scenario(data: Any, source: str = "<scenario>", base_dir: Path | None 
         authorization=p.data.get("authorization"),
         events=events,
         node_events=_node_events(p.sub("nodeEvents"), nodes),
+        external_metrics=_external_metrics(p.sub("externalMetrics")),
         source=source,
     )
 

@@ -21,15 +21,17 @@ certificates, run the pods the real scheduler binds to them and serve kubelet st
 to STATE_DIR/logs/. --speed is for the emulated control plane only.
 
 With --with-autoscaler the real `autoscaler run` (metrics pipeline and HPA controller) starts as a
-separate process against the cluster, registered as the APIService
-v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
+separate process against the cluster, registered as the APIServices
+v1.metrics.k8s.io and v1beta1.metrics.k8s.io behind the emulator's aggregation layer, so `kubectl top`, `kubectl get hpa`
 and `autoscaler recommend` work at once. Its log goes to STATE_DIR/autoscaler/autoscaler.log.
 
 --emulated-version (1.37 by default, or 1.36) and --feature-gates select the Kubernetes version
 whose HPA behaviour the cluster has: they go to the emulated API server's HPA strategy and to the
 autoscaler it starts; with --control-plane=real a non-default version or gates go to
 kube-apiserver, kube-controller-manager and kube-scheduler as their own --emulated-version and
---feature-gates.
+--feature-gates. On the real control plane our controller (dry-run) gets kcm's sync period and
+logs every sync, and kcm logs its HPA decisions (--vmodule=horizontal=4), so `autoscaler sim
+agree` can compare the two.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ def main(args: argparse.Namespace) -> int:
         real = args.control_plane == "real"
         if real and args.speed != 1:
             return fail("--speed applies to the emulated control plane; the real one runs on the wall clock")
+        if scenario.external_metrics and not real:
+            return fail("the scenario's externalMetrics are served on --control-plane=real only")
         if (args.binaries or args.hpa_sync_period) and not real:
             return fail(f"{'--binaries' if args.binaries else '--hpa-sync-period'} is for --control-plane=real")
         try:
@@ -154,9 +158,11 @@ def main(args: argparse.Namespace) -> int:
     if real:
         from sim.controlplane.cluster import RealCluster
         from sim.controlplane.controlplane import ControlPlaneOptions
+        from sim.controlplane.hpa_flags import KCM_HPA_VMODULE
 
         upstream = {prog: list(version_args)
                     for prog in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+        upstream["kube-controller-manager"].append(KCM_HPA_VMODULE)  # each HPA decision, for `sim agree`
         cluster: EmulatedCluster = RealCluster(
             scenario, state_dir, options=ControlPlaneOptions(binaries=args.binaries,
                                                              hpa_sync_period=args.hpa_sync_period or "15s",
@@ -198,10 +204,15 @@ def main(args: argparse.Namespace) -> int:
         if args.with_autoscaler:
             from sim.autoscaler_proc import start_autoscaler
 
+            extra = list(version_args)
+            if real:  # kcm's sync period and a record of every dry-run sync for `sim agree`
+                from sim.controlplane.hpa_flags import ours_flags
+
+                extra += ours_flags(args.hpa_sync_period or "15s")
             proc, port = await start_autoscaler(cluster, state_dir / "autoscaler", controller_mode=controller_mode,
-                                                extra_args=version_args)
+                                                extra_args=extra)
             print(f"Autoscaler:  `autoscaler run --controller-mode={controller_mode}` on https://127.0.0.1:{port}"
-                  f" (pid {proc.pid}), registered as APIService v1beta1.metrics.k8s.io")
+                  f" (pid {proc.pid}), registered as APIServices v1.metrics.k8s.io and v1beta1.metrics.k8s.io")
             print(f"             log: {state_dir / 'autoscaler' / 'autoscaler.log'}")
             print("Metrics appear after two scrapes (about 30 s):")
             print("  kubectl top nodes; kubectl top pods -A --containers; kubectl get hpa -w")

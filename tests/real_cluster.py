@@ -148,15 +148,18 @@ def _stop_process(proc: Any) -> None:
         proc.stop()
 
 
-def start_tier(tmp: Path, scenario: Scenario | None = None) -> RealTier:
-    """The control plane with ``scenario`` (default: :data:`SCENARIO`), ours and metrics-server."""
+def start_tier(tmp: Path, scenario: Scenario | None = None, *, kcm_args: list[str] | None = None,
+               autoscaler_args: list[str] | None = None, with_metrics_server: bool = True) -> RealTier:
+    """The control plane with ``scenario`` (default: :data:`SCENARIO`), ours and (unless told
+    otherwise) metrics-server; ``kcm_args`` and ``autoscaler_args`` are added to their flags."""
     from sim.autoscaler_proc import start_autoscaler
     from sim.controlplane.metrics_server import start_metrics_server
 
     scenario = scenario or parse_scenario(SCENARIO, "real-tier")
     # a failed node goes NotReady after 20 s instead of 50 s
     options = ControlPlaneOptions(hpa_sync_period="5s",
-                                  extra_args={"kube-controller-manager": [f"--node-monitor-grace-period={GRACE:g}s"]})
+                                  extra_args={"kube-controller-manager": [f"--node-monitor-grace-period={GRACE:g}s",
+                                                                          *(kcm_args or [])]})
     thread = ClusterThread(scenario, tmp / "cluster", cls=RealCluster, options=options)
     thread.start_loop()
     procs: list[Any] = []
@@ -164,14 +167,16 @@ def start_tier(tmp: Path, scenario: Scenario | None = None) -> RealTier:
         thread.run(thread.cluster.start(), timeout=300)
         cluster = thread.cluster
         # metrics-server wants the kubelet request timeout (default 10s) below the resolution
-        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s"]
+        flags = ["--metric-resolution", f"{RESOLUTION:g}s", "--kubelet-request-timeout", "5s", *(autoscaler_args or [])]
         ours, ours_port = thread.run(start_autoscaler(cluster, tmp / "autoscaler", controller_mode="dry-run",
                                                       extra_args=flags))
         procs.append(ours)
-        upstream, upstream_port = thread.run(start_metrics_server(cluster, tmp / "metrics-server",
-                                                                  resolution=f"{RESOLUTION:g}s",
-                                                                  extra_args=["--kubelet-request-timeout=5s"]))
-        procs.append(upstream)
+        upstream_port = 0
+        if with_metrics_server:
+            upstream, upstream_port = thread.run(start_metrics_server(cluster, tmp / "metrics-server",
+                                                                      resolution=f"{RESOLUTION:g}s",
+                                                                      extra_args=["--kubelet-request-timeout=5s"]))
+            procs.append(upstream)
     except BaseException:
         for p in procs:
             _stop_process(p)

@@ -109,7 +109,7 @@ def test_sim_up_rejects_a_bad_scenario_naming_the_field(tmp_path):
      "truncated, stopped, wrong_ca"),
     ({"hpas": [{"target": "web"}]}, "t.yaml: hpas[0].maxReplicas: required field is missing"),
     ({"nodez": []}, "t.yaml: nodez: unknown field; expected one of name, seed, timing, kubelet, nodes, workloads, "
-                    "hpas, authorization, events, nodeEvents"),
+                    "hpas, authorization, events, nodeEvents, externalMetrics"),
     ([1, 2], "t.yaml: <top level>: expected a mapping, got list"),
 ])
 def test_scenario_errors_name_the_field(doc, message):

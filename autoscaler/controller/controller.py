@@ -395,6 +395,12 @@ class HPAController:
             self.metrics.current.labels(ns, name).set(d.scale_from)
         if out.builtin_desired is not None:
             self.metrics.builtin_desired.labels(ns, name).set(out.builtin_desired)
+        # one record per sync (kube-controller-manager logs its decisions at V(4)): what a comparison
+        # with the built-in controller lines up with its syncs
+        log.debug("dry-run sync", hpa=ev.key, current=d.scale_from, desired=d.status.get("desiredReplicas"),
+                  recommended=d.scale_to, error=d.error, reason=d.reason,
+                  metrics_time=ev.metrics_time,
+                  current_metrics=d.status.get("currentMetrics"))
         if not self.may_act():
             return out
         if d.updated:

@@ -42,6 +42,8 @@ class Evaluation:
     decision: Decision
     pods: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: the newest resource-metrics sample timestamp the decision read (None: no resource metrics)
+    metrics_time: float | None = None
 
 
 def hpa_key(obj: dict[str, Any]) -> str:
@@ -113,7 +115,10 @@ class Evaluator:
         decision = decide(c, sr.scale, podset, source, now=now, state=state, config=self.config,
                           other_hpa_selectors=others, hpa_status=obj.get("status") or {}, scale_error=sr.error,
                           explain=explain)
-        return Evaluation(key, obj, c, sr, decision, pods)
+        res = source.resource
+        metrics_time = float(res.timestamp.max()) if res is not None and not isinstance(res, str) and len(res) \
+            else None
+        return Evaluation(key, obj, c, sr, decision, pods, metrics_time=metrics_time)
 
 
 __all__ = ["Evaluation", "Evaluator", "InputError", "PodSource", "ScaleResult", "hpa_key"]

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -41,6 +41,9 @@ from sim.nodes import NodeHeartbeats, lease_object, node_object
 from sim.pki import write_token_kubeconfig
 from sim.scenario import Scenario
 from sim.workloads import EventRecorder
+
+if TYPE_CHECKING:
+    from sim.external_metrics import ExternalMetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class RealCluster(EmulatedCluster):
         self.admin_kubeconfig = self.control_plane.admin_kubeconfig
         self.node_clients: dict[str, KubeClient] = {}
         self.mirror: ApiMirror | None = None
+        self.external_metrics: ExternalMetricsServer | None = None
 
     @property
     def url(self) -> str:
@@ -172,6 +176,8 @@ class RealCluster(EmulatedCluster):
         self.lifecycle.start()
         self.heartbeats.start()
         self._parts = [self.heartbeats, self.lifecycle]
+        if sc.external_metrics:  # before the HPAs, so their first sync finds the API
+            await self._serve_external_metrics(now)
         await self._create_scenario_objects_real()
         self._schedule_node_events()
 
@@ -180,6 +186,8 @@ class RealCluster(EmulatedCluster):
         for part in self._parts:
             part.stop()
         self._parts.clear()
+        if self.external_metrics is not None:
+            await self.external_metrics.stop()
         if self.mirror is not None:
             await self.mirror.stop()
         if self.fleet is not None:
@@ -315,6 +323,51 @@ class RealCluster(EmulatedCluster):
         return None
 
     # --- aggregated APIs -----------------------------------------------------------------------
+
+    async def _serve_external_metrics(self, origin: float) -> None:
+        """Serve the scenario's external metrics and register them as APIService
+        v1beta1.external.metrics.k8s.io, trusting the front proxy kube-apiserver publishes in
+        kube-system/extension-apiserver-authentication (as an extension API server reads it)."""
+        import base64
+        import ssl
+
+        from autoscaler.server.authn import Authenticator, requestheader_from_configmap
+        from autoscaler.server.authz import Authorizer
+        from sim.external_metrics import SERVICE_NAME, SERVICE_NAMESPACE, ExternalMetricsServer, registration
+
+        assert self.pki is not None
+        cm = await self.admin.get("/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication")
+        data = cm.get("data") or {}
+        authn = Authenticator(requestheader=requestheader_from_configmap(data),
+                              client_ca_pem=(data.get("client-ca-file") or "").encode(), token_reviewer=self.admin.post)
+        crt, key = self.pki.directory / "external-metrics.crt", self.pki.directory / "external-metrics.key"
+        self.pki.issue_serving(SERVICE_NAME, dns_names=(f"{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc", "localhost"),
+                               ip_addresses=("127.0.0.1",)).write(crt, key)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(crt), str(key))
+        ctx.load_verify_locations(cadata=authn.client_ca_bundle().decode())
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        server = ExternalMetricsServer(self.scenario.external_metrics, ctx, authn, Authorizer(self.admin.post),
+                                       self.clock.now, origin)
+        await server.start()
+        self.external_metrics = server
+        for obj in registration(server.port, base64.b64encode(self.pki.ca.cert_pem).decode()):
+            await self.create(obj)
+        await self.control_plane.route_service(SERVICE_NAMESPACE, SERVICE_NAME, "https", server.port)
+        await self._wait_apiservice_available(registration(0, "")[1]["metadata"]["name"])
+
+    async def _wait_apiservice_available(self, name: str, timeout: float = 60.0) -> None:
+        deadline = self.clock.now() + timeout
+        while True:
+            svc = await self.admin.get(f"/apis/apiregistration.k8s.io/v1/apiservices/{seg(name)}")
+            conds = (svc.get("status") or {}).get("conditions") or []
+            available = next((c for c in conds if c.get("type") == "Available"), {})
+            if available.get("status") == "True":
+                return
+            if self.clock.now() > deadline:
+                raise TimeoutError(f"APIService {name} not Available after {timeout:g} s: "
+                                   f"{available.get('reason')}: {available.get('message')}")
+            await asyncio.sleep(0.2)
 
     async def register_metrics_api(self, port: int, ca_bundle_pem: bytes) -> None:
         """The Service (no selector), its EndpointSlice to 127.0.0.1:port (written to etcd) and the

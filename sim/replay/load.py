@@ -84,7 +84,9 @@ def _pod_resources(w: WorkloadTrace) -> tuple[tuple[float | None, ...], bool]:
             out.append(None if not vals or any(v is None for v in vals) else float(sum(vals)))
         return tuple(out)
 
-    pods = sorted(w.pods, key=lambda p: (p.created if p.created is not None else (p.first_sample() or 0.0)))
+    # a pod created just before the recording ended may have no sample yet, hence no containers
+    sampled = [p for p in w.pods if p.containers]
+    pods = sorted(sampled, key=lambda p: (p.created if p.created is not None else (p.first_sample() or 0.0)))
     if not pods:
         return (None, None, None, None), False
     all_totals = {totals(p) for p in pods}

@@ -142,9 +142,20 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
         "statefulsets": Informer(kube, f"/apis/apps/v1{prefix}/statefulsets", name="statefulsets"),
         "hpas": Informer(kube, f"/apis/autoscaling/v2{prefix}/horizontalpodautoscalers", name="hpas"),
     }
+    rec = TraceRecorder(options.metric_resolution, namespace)
+
+    def workload_changed(kind: str):  # type: ignore[no-untyped-def]
+        # spec.replicas is recorded when it changes, not at the next poll (the replay takes the
+        # recorded controller's sync phase from these times)
+        def on(event: str, obj: dict, old: dict | None) -> None:
+            if event != "DELETED":
+                rec.observe_workloads([dict(obj, kind=kind)], [], now())
+        return on
+
+    informers["deployments"].add_handler(workload_changed("Deployment"))
+    informers["statefulsets"].add_handler(workload_changed("StatefulSet"))
     tasks = [asyncio.create_task(inf.run(stop)) for inf in informers.values()]
     tasks.append(asyncio.create_task(collector.run(stop)))
-    rec = TraceRecorder(options.metric_resolution, namespace)
     t_start = now()
     t_end = t_start + duration
     loop = asyncio.get_running_loop()
@@ -161,8 +172,10 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
             on_observe(min(t - t_start, duration), len(rec.pods), rec.samples, cycle.failed if cycle else 0)
 
     try:
-        for inf in informers.values():
-            await inf.wait_synced(30.0)
+        for what, inf in informers.items():
+            if not await inf.wait_synced(30.0):
+                # e.g. RBAC: without Deployments the trace has no spec.replicas, without HPAs no HPA
+                print(f"warning: cannot list {what} (see the log); the trace will lack them", file=sys.stderr)
         # Poll well inside the store's history so no sample is lost.
         period = max(1.0, min(options.metric_resolution, options.metric_history / 4))
         while not stop.is_set() and now() < t_end:
