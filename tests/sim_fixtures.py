@@ -99,7 +99,7 @@ class ControllerEnv:
 
     async def controller(self, mode: str, **kw: Any) -> HPAController:
         c = HPAController(self.kube, ControllerOptions(mode=mode, leader_elect=False, config=self.config, **kw),
-                          StoreResourceMetrics(self.store), clock=self.cluster.clock.now)
+                          StoreResourceMetrics(self.store), clock=self.cluster.clock.now, monotonic=self.cluster.clock.now)
         await c.start()
         self.controllers.append(c)
         return c

@@ -114,7 +114,7 @@ class Env:
     async def controller(self) -> HPAController:
         config = ControllerConfig(cpu_initialization_period=120, initial_readiness_delay=10)
         c = HPAController(self.kube, ControllerOptions(mode="active", leader_elect=False, config=config),
-                          clock=self.cluster.clock.now)
+                          clock=self.cluster.clock.now, monotonic=self.cluster.clock.now)
         await c.start()
         self.controllers.append(c)
         return c

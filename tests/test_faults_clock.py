@@ -3,9 +3,8 @@
 The controller re-adds every HPA one sync period after each reconcile (``WorkQueue.add_after``).
 If those delays are measured on the wall clock, an NTP step back of an hour parks every HPA for an
 hour; a step forward fires them all at once. client-go's delaying queue measures on the monotonic
-clock. The queue takes its clock by injection, so a wall clock that steps is given to it here,
-exactly as `autoscaler run` gives it ``time.time`` (autoscaler/controller/controller.py builds
-``WorkQueue(self.clock, self.sleep)`` with ``clock=time.time``).
+clock. The controller here stamps its decisions with a wall clock that steps while HPAs wait in its work
+queue.
 """
 
 from __future__ import annotations
@@ -15,7 +14,10 @@ import time
 
 import pytest
 
+from autoscaler.controller.controller import HPAController
+from autoscaler.controller.options import ControllerOptions
 from autoscaler.controller.workqueue import WorkQueue
+from autoscaler.k8s.kubeconfig import KubeConfig
 
 
 class SteppingWallClock:
@@ -38,7 +40,9 @@ async def _next(queue: WorkQueue, timeout: float) -> tuple[str, float]:
 @pytest.mark.parametrize("step", [-3600.0, 3600.0], ids=["back-1h", "forward-1h"])
 async def test_work_queue_keeps_its_cadence_across_a_wall_clock_step(step: float) -> None:
     wall = SteppingWallClock()
-    queue = WorkQueue(wall)
+    controller = HPAController(KubeConfig(host="https://127.0.0.1:1"), ControllerOptions(leader_elect=False),
+                               clock=wall)  # the wall clock it stamps decisions with steps
+    queue = controller.new_queue()
     try:
         queue.add_after("default/web", 0.5)
         queue.add_after("default/api", 0.8)

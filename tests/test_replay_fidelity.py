@@ -56,7 +56,7 @@ async def test_replay_matches_the_live_controller(tmp_path):
         api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         ctl = HPAController(load_kubeconfig(str(cluster.kubeconfig)),
                             ControllerOptions(mode="active", leader_elect=False, config=CONFIG),
-                            StoreResourceMetrics(store), clock=cluster.clock.now)
+                            StoreResourceMetrics(store), clock=cluster.clock.now, monotonic=cluster.clock.now)
         await ctl.start()
         core = kubernetes.client.CoreV1Api(api)
         apps = kubernetes.client.AppsV1Api(api)

@@ -52,7 +52,6 @@ log = structlog.get_logger(__name__)
 
 HPA_PATH = "/apis/autoscaling/v2/horizontalpodautoscalers"
 ANNOTATION = "autoscaler/dry-run-recommendation"
-STATUS_RETRIES = 5
 FOREIGN_WRITER_MESSAGE = (
     "the status of this HPA was changed by another writer (probably kube-controller-manager's built-in HPA "
     "controller): two controllers are reconciling it. Disable the built-in one with "
@@ -115,7 +114,7 @@ class HPAController:
     def __init__(self, kube: KubeConfig, options: ControllerOptions, resource_metrics: ResourceMetrics | None = None,
                  *, clock: Callable[[], float] = time.time, sleep: Callable[[float], Any] = asyncio.sleep,
                  metrics: ControllerMetrics | None = None, identity: str | None = None,
-                 client: KubeClient | None = None) -> None:
+                 client: KubeClient | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         from autoscaler.controller.metrics_source import ApiResourceMetrics
 
         options.validate()
@@ -123,6 +122,9 @@ class HPAController:
         self.mode = options.mode
         self.clock = clock
         self.sleep = sleep
+        # Resync delays run on a monotonic clock, as client-go's delaying queue: an NTP step of the
+        # wall clock must neither park every HPA nor fire them all (a simulation passes its clock).
+        self.monotonic = monotonic
         self.kube = kube
         self.client = client or KubeClient(kube, user_agent="autoscaler-controller", connections=max(8, options.workers * 2))
         self.metrics = metrics or ControllerMetrics()
@@ -190,7 +192,7 @@ class HPAController:
     async def _lead(self, lost: asyncio.Event) -> None:
         """Workers over the queue until ``lost`` (leadership lost, or stop)."""
         self.states.clear()  # like a restart: no memory from an earlier term
-        self.queue = WorkQueue(self.clock, self.sleep)
+        self.queue = self.new_queue()
         for key in sorted(self.hpas.keys()):
             self._enqueue_new(key)
         workers = [asyncio.create_task(self._worker(self.queue), name=f"hpa-worker-{i}")
@@ -203,6 +205,9 @@ class HPAController:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+
+    def new_queue(self) -> WorkQueue:
+        return WorkQueue(self.monotonic, self.sleep)
 
     async def _worker(self, queue: WorkQueue) -> None:
         while True:
@@ -355,34 +360,27 @@ class HPAController:
         return out
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> bool:
-        """PUT the status subresource; on a conflict re-read and write ours again (up to 5 attempts)."""
+        """PUT the status subresource over the HPA as this sync read it. A conflict is not retried with
+        this sync's status (it was computed from an HPA that has changed since): as upstream, the
+        failure is an event and the next sync writes a status from fresh state."""
         meta = obj.get("metadata") or {}
         key = hpa_key(obj)
         path = (f"/apis/autoscaling/v2/namespaces/{seg(meta.get('namespace') or 'default')}"
                 f"/horizontalpodautoscalers/{seg(str(meta.get('name')))}/status")
-        current = obj
         # currentReplicas/desiredReplicas are plain int32 fields upstream: always serialized, 0 when unset
         status = {"currentReplicas": 0, "desiredReplicas": 0, **status}
         self._written[key] = status
-        for attempt in range(STATUS_RETRIES):
-            body = {**current, "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "status": status}
-            try:
-                written = await self.client.put(path, body)
-                wmeta = written.get("metadata") or {}
-                if self.consistency is not None and wmeta.get("resourceVersion"):
-                    self.consistency.wrote_at(key, str(wmeta.get("uid") or ""), str(wmeta["resourceVersion"]))
-                return True
-            except KubeError as exc:
-                if exc.conflict and attempt < STATUS_RETRIES - 1:
-                    try:
-                        current = await self.client.get(path.removesuffix("/status"))
-                        continue
-                    except KubeError as exc2:
-                        exc = exc2
-                self.recorder.event(obj, "Warning", "FailedUpdateStatus", exc.message)
-                log.warning("failed to update HPA status", hpa=key, error=exc.message)
-                return False
-        return False
+        body = {**obj, "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "status": status}
+        try:
+            written = await self.client.put(path, body)
+        except KubeError as exc:
+            self.recorder.event(obj, "Warning", "FailedUpdateStatus", exc.message)
+            log.warning("failed to update HPA status", hpa=key, error=exc.message)
+            return False
+        wmeta = written.get("metadata") or {}
+        if self.consistency is not None and wmeta.get("resourceVersion"):
+            self.consistency.wrote_at(key, str(wmeta.get("uid") or ""), str(wmeta["resourceVersion"]))
+        return True
 
     async def _apply_dry_run(self, ev: Evaluation, now: float) -> Outcome:
         d = ev.decision

@@ -16,7 +16,6 @@ from typing import Any
 from autoscaler.k8s.rest import KubeClient, KubeError, seg
 
 REFRESH_MIN_INTERVAL = 30.0
-CONFLICT_RETRIES = 5
 
 
 class ScaleError(Exception):
@@ -134,18 +133,11 @@ class ScaleClient:
 
     async def update(self, namespace: str, name: str, mapping: Mapping, scale: dict[str, Any], replicas: int
                      ) -> dict[str, Any]:
-        """Set ``spec.replicas``; on a conflict re-read and retry (up to five attempts)."""
-        path = mapping.path(namespace, name)
-        obj = scale
-        for attempt in range(CONFLICT_RETRIES):
-            body = {**obj, "spec": {**(obj.get("spec") or {}), "replicas": replicas}}
-            try:
-                return await self.client.put(path, body)
-            except KubeError as exc:
-                if not exc.conflict or attempt == CONFLICT_RETRIES - 1:
-                    raise ScaleError(exc.message) from exc
-            try:
-                obj = await self.client.get(path)
-            except KubeError as exc:
-                raise ScaleError(exc.message) from exc
-        raise AssertionError("unreachable")
+        """Set ``spec.replicas`` on the Scale as read (its resourceVersion included). A conflict is not
+        retried: the count was decided from that Scale, and someone changed it since (a `kubectl
+        scale`, another controller). Upstream records FailedRescale and decides afresh next sync."""
+        body = {**scale, "spec": {**(scale.get("spec") or {}), "replicas": replicas}}
+        try:
+            return await self.client.put(mapping.path(namespace, name), body)
+        except KubeError as exc:
+            raise ScaleError(exc.message) from exc

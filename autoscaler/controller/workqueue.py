@@ -4,7 +4,8 @@ A key is never processed by two workers at once; a key added while it is being p
 processed again afterwards; ``add_after`` keeps only the earliest pending time per key, and an
 immediate ``add`` leaves that pending time in place (client-go's delaying queue). The HPA
 controller's rate limiter is a fixed delay of one sync period, so every HPA is re-added that long
-after each reconcile. Delays run on an injectable clock (``now()`` plus ``async sleep()``).
+after each reconcile. Delays run on an injectable clock (``now()`` plus ``async sleep()``), monotonic
+by default so that a step of the wall clock changes no delay.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 
 class WorkQueue:
-    def __init__(self, now: Callable[[], float] = time.time,
+    def __init__(self, now: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._now = now
         self._sleep = sleep
