@@ -87,3 +87,28 @@ def test_pod_index_and_selector_registry_find_the_same_pods_as_a_scan():
     assert set(reg.selecting("ns", [{"app": "a1", "tier": "db"}], exclude="ns/one")) == {"ns/all"}
     reg.remove("ns", "ns/all")
     assert set(reg.selecting("ns", [{"app": "a1", "tier": "web"}], exclude="ns/one")) == {"ns/two"}
+
+
+async def test_liveness_reports_a_dead_or_stuck_controller():
+    from autoscaler.controller.controller import STUCK_AFTER, HPAController
+    from autoscaler.controller.options import ControllerOptions
+    from autoscaler.k8s.kubeconfig import KubeConfig
+
+    now = [1000.0]
+    ctl = HPAController(KubeConfig(host="https://127.0.0.1:1"), ControllerOptions(leader_elect=False, sync_period=15.0),
+                        monotonic=lambda: now[0])
+    assert ctl.liveness() is None  # not leading yet
+    ctl.hpas._cache["default/web"] = {"metadata": {"name": "web", "namespace": "default"}}
+    ctl.last_progress = now[0]
+    now[0] += STUCK_AFTER - 1
+    assert ctl.liveness() is None
+    now[0] += 2  # a minute without one finished sync, three sync periods being shorter
+    assert ctl.liveness() == f"no HPA sync finished for {STUCK_AFTER + 1:.0f}s (sync period 15s)"
+
+    async def explode(timeout=None):
+        raise RuntimeError("informer exploded")
+
+    ctl.start = explode  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await ctl.run(asyncio.Event())
+    assert ctl.liveness() == "the HPA controller stopped: RuntimeError: informer exploded"

@@ -138,7 +138,7 @@ async def test_active_scales_up_within_policies_then_down_after_the_window(tmp_p
             if ctl.foreign_writes:
                 break
             await asyncio.sleep(0.02)
-        assert ctl.foreign_writes == ["default/web"]
+        assert ctl.foreign_writes == {"default/web"}
         await ctl.recorder.flush()
         (warn,) = env.events("StatusChangedByAnotherWriter")
         assert warn.type == "Warning" and "--controllers=*,-horizontalpodautoscaling" in warn.message

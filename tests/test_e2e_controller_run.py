@@ -88,6 +88,31 @@ def test_run_active_scales_and_recommend_reports_it(env):
     assert 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"} 6.0' in text
 
 
+def _livez(port: int) -> tuple[int, str]:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the self-signed serving cert; probes don't verify
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/livez?verbose", context=ctx, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_livez_fails_when_the_controller_is_dead(env):
+    """An HPA controller that stopped would freeze every HPA while the metrics API stays green;
+    /livez says so, and the kubelet restarts the Pod."""
+    _cluster, server = env
+    code, text = _livez(server.port)
+    assert code == 200 and "[+]hpa-controller ok" in text
+    server.loop.call_soon_threadsafe(setattr, server.rt.controller, "failure", "RuntimeError: informer exploded")
+    wait_for(lambda: _livez(server.port)[0] == 500, 10, "/livez to fail")
+    assert "[-]hpa-controller failed: reason withheld" in _livez(server.port)[1]
+
+
 def test_stopping_releases_the_lease_at_once(env):
     """SIGTERM's path (stop is set): stop serving, then the elector gives the Lease up before exit, so
     a standby takes over without waiting out the lease duration."""

@@ -35,5 +35,7 @@ def build(rt: Any, args: argparse.Namespace) -> list[Any]:
     if registry is not None:  # served by the metrics server's /metrics
         registry.register(controller.metrics.registry)
     rt.controller = controller
+    # a dead or wedged controller fails /livez, so the kubelet restarts the Pod
+    rt.health["livez"].checks.append(("hpa-controller", controller.liveness))
     # not critical: a failing controller must not take the metrics API down with it
     return [Component("hpa-controller", controller.run, critical=False)]

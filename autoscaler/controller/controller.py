@@ -52,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 HPA_PATH = "/apis/autoscaling/v2/horizontalpodautoscalers"
 ANNOTATION = "autoscaler/dry-run-recommendation"
+#: the shortest silence after which a leading controller with HPAs counts as stuck (``/livez``)
+STUCK_AFTER = 60.0
 FOREIGN_WRITER_MESSAGE = (
     "the status of this HPA was changed by another writer (probably kube-controller-manager's built-in HPA "
     "controller): two controllers are reconciling it. Disable the built-in one with "
@@ -125,6 +127,8 @@ class HPAController:
         # Resync delays run on a monotonic clock, as client-go's delaying queue: an NTP step of the
         # wall clock must neither park every HPA nor fire them all (a simulation passes its clock).
         self.monotonic = monotonic
+        self.failure: str | None = None  # why run() ended with an error
+        self.last_progress: float | None = None  # monotonic time of the last finished sync while leading
         self.kube = kube
         self.client = client or KubeClient(kube, user_agent="autoscaler-controller", connections=max(8, options.workers * 2))
         self.metrics = metrics or ControllerMetrics()
@@ -155,7 +159,7 @@ class HPAController:
         # StaleControllerConsistencyHPA: the informer's last-synced resourceVersion against our writes
         self.consistency = (ConsistencyStore(lambda: self.hpas.resource_version)
                             if options.config.stale_consistency else None)
-        self.foreign_writes: list[str] = []
+        self.foreign_writes: set[str] = set()  # HPAs (existing ones) whose status another writer changed
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, timeout: float | None = 60.0) -> None:
@@ -178,20 +182,38 @@ class HPAController:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The `autoscaler run` component: informers, then (as leader, if electing) the workers."""
-        await self.start(timeout=None)
-        log.info("HPA controller started", mode=self.mode, workers=self.options.workers,
-                 sync_period=self.options.sync_period, leader_elect=self.elector is not None)
         try:
+            await self.start(timeout=None)
+            log.info("HPA controller started", mode=self.mode, workers=self.options.workers,
+                     sync_period=self.options.sync_period, leader_elect=self.elector is not None)
             if self.elector is not None:
                 await self.elector.run(stop, self._lead)
             else:
                 await self._lead(stop)
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
+            self.last_progress = None
             await self.close()
+
+    def liveness(self) -> str | None:
+        """The ``/livez`` check: None while healthy. A controller that died, or that leads with HPAs
+        to sync but has finished no sync for three sync periods (at least a minute), is stuck; a
+        restart is the remedy, as for any wedged component."""
+        if self.failure is not None:
+            return f"the HPA controller stopped: {self.failure}"
+        if self.last_progress is None or not self.hpas.keys():
+            return None
+        age, limit = self.monotonic() - self.last_progress, max(3 * self.options.sync_period, STUCK_AFTER)
+        if age > limit:
+            return f"no HPA sync finished for {age:.0f}s (sync period {self.options.sync_period:g}s)"
+        return None
 
     async def _lead(self, lost: asyncio.Event) -> None:
         """Workers over the queue until ``lost`` (leadership lost, or stop)."""
         self.states.clear()  # like a restart: no memory from an earlier term
+        self.last_progress = self.monotonic()
         self.queue = self.new_queue()
         for key in sorted(self.hpas.keys()):
             self._enqueue_new(key)
@@ -200,6 +222,7 @@ class HPAController:
         try:
             await lost.wait()
         finally:
+            self.last_progress = None  # not leading: nothing to be stuck on
             queue, self.queue = self.queue, None
             await queue.shutdown()
             for w in workers:
@@ -214,6 +237,7 @@ class HPAController:
             key = await queue.get()
             try:
                 await self.reconcile(key)
+                self.last_progress = self.monotonic()
             except Exception:
                 log.exception("reconcile failed", hpa=key)
             finally:
@@ -261,6 +285,7 @@ class HPAController:
 
     def _forget(self, key: str) -> None:
         self.states.pop(key, None)
+        self.foreign_writes.discard(key)
         self.last.pop(key, None)
         self._written.pop(key, None)
         self.evaluator.forget(key)
@@ -279,7 +304,7 @@ class HPAController:
         if new_status in (old_status, ours) or old_status != ours:
             return
         self.metrics.foreign_status_writes.inc()
-        self.foreign_writes.append(key)
+        self.foreign_writes.add(key)
         log.warning("HPA status changed by another writer", hpa=key, hint=FOREIGN_WRITER_MESSAGE)
         self.recorder.event(obj, "Warning", "StatusChangedByAnotherWriter", FOREIGN_WRITER_MESSAGE)
 

@@ -142,6 +142,7 @@ class Runtime:
     shutting_down: bool = False
     auth_informer: Any = None
     auth_config: Any = None
+    health: dict[str, Any] = field(default_factory=dict)  # endpoint name -> HealthEndpoint (plugins add checks)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -274,6 +275,7 @@ async def build(args: argparse.Namespace) -> Runtime:
         collection_timely=lambda: None if collector.timely() else "metric collection didn't finish on time",
         shutting_down=lambda: rt.shutting_down,
     ).endpoints()
+    rt.health = health
     resources = MetricsResources(objects, storage, node_selector=parse_label_selector(options.node_selector),
                                  observe_freshness=FRESHNESS.observe_many)
     app = MetricsServerApp(resources, authenticator, authorizer, health, registries=[collector.registry],
