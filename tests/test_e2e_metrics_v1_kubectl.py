@@ -14,11 +14,11 @@ import json
 import re
 
 import pytest
-from test_metrics_api_support import KUBECTL_DIR, MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
+from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
 
 from sim.cluster import run_in_thread
-from sim.controlplane import binaries
 from sim.scenario import parse_scenario
+from tests import kubectls
 
 SCENARIO = {
     "name": "e2e-metrics-v1",
@@ -41,17 +41,11 @@ SWAP_MI = {"app": 150, "sidecar": 50}  # 200Mi per web pod, split like its CPU r
 
 
 def kubectl_137() -> str:
-    try:
-        return str(binaries.find("kubectl"))
-    except binaries.BinaryNotFound as exc:
-        pytest.fail(f"kubectl 1.37 is missing: {exc}")
+    return kubectls.today().exe()
 
 
 def kubectl_127() -> str:
-    path = KUBECTL_DIR / "kubectl.1.27"
-    if not path.exists():
-        pytest.fail(f"kubectl.1.27 is not installed in {KUBECTL_DIR} (run scripts/install_kubectl.py)")
-    return str(path)
+    return kubectls.oldest().exe()
 
 
 @pytest.fixture(scope="module")
