@@ -134,3 +134,17 @@ def test_kubeconfig_file_and_in_cluster_loading(apiserver, tmp_path: Path, monke
     bad.write_text("apiVersion: v1\ncontexts: []\ncurrent-context: nope\n")
     with pytest.raises(KubeConfigError, match="context 'nope' not found"):
         load_kubeconfig(str(bad))
+
+
+def test_reflector_backoff_doubles_to_its_cap_and_resets_after_two_quiet_minutes():
+    from autoscaler.k8s.informer import Backoff
+
+    b = Backoff(0.8, 30.0)
+    delays = [b.next(t) for t in (0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 62.0, 93.0)]
+    bases = [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]
+    assert all(base <= d <= base * 1.5 for d, base in zip(delays, bases, strict=True)), delays
+    # an outage long after the last failure starts again from the initial delay
+    assert 0.8 <= b.next(93.0 + 121.0) <= 1.2
+    b.next(300.0)
+    b.reset()  # a clean watch
+    assert 0.8 <= b.next(301.0) <= 1.2

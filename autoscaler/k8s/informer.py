@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -54,6 +55,29 @@ def _to_metadata(obj: dict) -> dict:
     if obj.get("kind") == "PartialObjectMetadata":
         return obj
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata") or {}}
+
+
+class Backoff:
+    """The reflector's backoff: from ``initial`` doubling up to ``cap`` (plus up to 50% jitter), back to
+    ``initial`` after a clean watch or after ``reset_after`` seconds without a failure (client-go's
+    2 minutes), so outages hours apart don't inherit each other's delay."""
+
+    def __init__(self, initial: float, cap: float, reset_after: float = 120.0) -> None:
+        self.initial, self.cap, self.reset_after = initial, cap, reset_after
+        self.current = initial
+        self._last_failure = -float("inf")
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+    def next(self, now: float) -> float:
+        """The delay before retrying after a failure at ``now`` (monotonic seconds)."""
+        if now - self._last_failure > self.reset_after:
+            self.current = self.initial
+        self._last_failure = now
+        delay = self.current * (1 + random.random() * 0.5)
+        self.current = min(self.current * 2, self.cap)
+        return delay
 
 
 class Informer:
@@ -231,7 +255,7 @@ class Informer:
             self._rv = rv
 
     async def _loop(self) -> None:
-        backoff = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         ssl_ctx = self.kube.ssl_context()
         connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=4)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -241,18 +265,17 @@ class Informer:
                         await self._list(session)
                     await self._watch(session)
                     self.watch_restarts += 1
-                    backoff = self.backoff_initial
+                    backoff.reset()
                 except _Gone:
                     log.info("watch resourceVersion too old; relisting", informer=self.name)
                     self._rv = None
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # network, TLS, HTTP status, bad JSON: back off and retry
-                    delay = backoff * (1 + random.random() * 0.5)
+                    delay = backoff.next(time.monotonic())
                     log.warning("list/watch failed; retrying", informer=self.name, error=str(exc) or type(exc).__name__,
                                 retry_in=round(delay, 2))
                     await asyncio.sleep(delay)
-                    backoff = min(backoff * 2, self.backoff_max)
 
     async def run(self, stop: asyncio.Event) -> None:
         """List and watch until ``stop`` is set."""
