@@ -493,11 +493,13 @@ class ObjectStore:
                 finalizers.append(_PROTECTED[resource])
             if resource == "persistentvolumes":
                 obj.setdefault("status", {})["lastPhaseTransitionTime"] = obj["metadata"]["creationTimestamp"]
-        gojson.normalise(obj)
         md = obj["metadata"]  # defaulting may hand back a new dict
         causes = name_causes + strategy.validate(resource, obj, None)  # all of them, as kube-apiserver reports
         if causes:
             raise self._invalid(kind, name, causes)
+        # Encoding as Go would, after validation: validation sees the decoded struct, where an explicit
+        # empty list (``policies: []``) is still there; omitempty drops it only on the way out.
+        gojson.normalise(obj)
         if resource == CRDS:
             crd.establish(obj, None, self.clock())
         if dry_run:
