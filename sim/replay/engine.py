@@ -27,7 +27,7 @@ from sim.replay.load import WorkloadLoad, dispersion_weights, spread
 SELECTOR = "replay.autoscaler.dev/workload=target"
 #: metrics-server serves a new container's rate once it is this old (measured from its start)
 FRESH_CONTAINER_AGE = 10.0
-#: how long before the replay starts the initial pods became ready (they are long settled)
+#: how long before the replay starts the initial pods became ready when the trace does not say
 SETTLED = 3600.0
 
 
@@ -116,6 +116,7 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     startup = load.startup_cores
     window = np.float64(res)
     fresh = min(FRESH_CONTAINER_AGE, res)
+    age = load.sample_age
 
     n0 = opts.initial_replicas if opts.initial_replicas is not None else int(load.recorded_replicas[0])
     n0 = max(n0, 0)
@@ -125,6 +126,12 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     pm[CREATED] = settled - 60.0
     pm[STARTED] = settled - 30.0
     pm[READY_T] = pm[READY_M] = settled
+    # Pods whose start and readiness the trace recorded keep them (a pod that became Ready shortly
+    # before the start is still unready, or within the CPU initialization period, for the HPA).
+    known = load.initial_pods[:n0]
+    m0 = len(known)
+    pm[CREATED, :m0], pm[STARTED, :m0] = known[:, 0], known[:, 1]
+    pm[READY_T, :m0] = pm[READY_M, :m0] = known[:, 2]
     pm[FRESH] = pm[STARTED] + fresh
     pm[ZS] = rng.standard_normal(n0)
     pm[ID] = np.arange(n0)
@@ -197,10 +204,11 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             simple = n > 0 and all_has and n_ready == n and not weights_on
             last_tm = math.nan  # force new metric columns
         if tm != last_tm:
-            ts_col = _filled(nm, tm, f64)
-            # min(window, tm - start) is the full window for every pod once the newest is old enough
+            ts = tm - age  # when the step's samples were taken
+            ts_col = _filled(nm, ts, f64)
+            # min(window, ts - start) is the full window for every pod once the newest is old enough
             # (subtraction is monotone, so testing the newest start is exact).
-            win_col = _filled(nm, window, f64) if tm - newest_start >= window else np.minimum(window, tm - started_m)
+            win_col = _filled(nm, window, f64) if ts - newest_start >= window else np.minimum(window, ts - started_m)
             last_tm = tm
         if simple:
             share = demand_l[k] / n

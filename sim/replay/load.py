@@ -69,6 +69,11 @@ class WorkloadLoad:
     #: observed (pending, ready) delays, one row per pod born during the trace; new pods draw from
     #: these rows (empty: every pod takes ``pending_delay`` and ``ready_delay``)
     observed_delays: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    #: (created, started, ready) of the pods present at ``start`` whose readiness the trace recorded,
+    #: earliest Ready first: the replay starts with these pods as they were (one row per pod)
+    initial_pods: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+    #: how much older than its step a step's metric samples are (their timestamp is ``times[k] - sample_age``)
+    sample_age: float = 0.0
 
     @property
     def steps(self) -> int:
@@ -244,6 +249,11 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     if len(offsets):
         notes.append("replayed syncs keep the phase of the recorded controller's syncs (from its replica changes)")
 
+    initial = _initial_pods(w, start)
+    if len(initial):
+        notes.append(f"the {len(initial)} pods present at the start keep their recorded start and Ready times "
+                     f"(newest Ready {initial[:, 2].max() - start:+g}s)")
+
     (cpu_req, cpu_lim, mem_req, mem_lim), varied = _pod_resources(w)
     if varied:
         notes.append("pods had different requests/limits over the trace: simulated pods use the newest pod's")
@@ -252,7 +262,45 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     return WorkloadLoad(
         w.namespace, w.name, w.kind, start, res, times, demand, recorded_usage, unmet, thr_steps, saturated, cv,
         rec_pods, rec_ready, rec_reps, replicas_recorded, cpu_req, cpu_lim, mem_req, mem_lim, mem_base, mem_slope,
-        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed)
+        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed, initial,
+        sample_age(w, start, res))
+
+
+def _initial_pods(w: WorkloadTrace, start: float) -> np.ndarray:
+    """(created, started, ready) rows of the pods alive at ``start`` with a recorded Ready time,
+    earliest Ready first. Pods without one (CSV, older recordings) are left to the replay's default
+    (Ready long before), as before; a missing start time is taken as the creation time."""
+    rows = []
+    for p in w.pods:
+        if p.created is None or p.ready is None or p.created > start or (p.deleted is not None and p.deleted <= start):
+            continue
+        started = p.started if p.started is not None and p.created <= p.started <= p.ready else p.created
+        rows.append((p.created, started, p.ready))
+    rows.sort(key=lambda r: r[2])
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def sample_age(w: WorkloadTrace, start: float, res: float) -> float:
+    """How old (seconds, ``0 <= age < res``) the samples a grid step holds typically are.
+
+    A sample belongs to the first step at or after it: with a kubelet whose housekeeping runs 2 s
+    past the recording's start, the step at 30 s holds the sample taken at 22 s. The HPA must see
+    that sample's own timestamp, since the CPU initialization period compares it with the pod's
+    Ready time (a window that began before readiness is not counted). The age is the one that
+    minimises the mean wait of all samples for their step (0 for samples on the grid, as in
+    generated traces); a circular problem, solved on a 0.1 s histogram of the samples' offsets.
+    """
+    offs = [np.mod(c.t - start, res) for p in w.pods for c in p.containers if len(c.t)]
+    if not offs or res <= 0:
+        return 0.0
+    bins = max(1, int(round(res * 10)))
+    # a sample at offset o waits (phase - o) mod res; an offset just below a bin edge counts as
+    # that edge, so the chosen phase is never before a sample it is meant to include
+    hist = np.bincount(np.ceil(np.concatenate(offs) / res * bins - 1e-6).astype(np.int64) % bins, minlength=bins)
+    cand = np.arange(bins)
+    wait = (cand[:, None] - cand[None, :]) % bins
+    best = int(np.argmin(wait @ hist))
+    return (bins - best) % bins * res / bins
 
 
 def spread(demand: float, n_ready: int, weights: np.ndarray | None, limit: float | None) -> np.ndarray:
