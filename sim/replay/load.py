@@ -12,7 +12,8 @@ every report states what it rests on:
   recorded per-step coefficient of variation across pods); pods that run but are not ready use
   ``startup_cores``; a pod never uses more than its CPU limit;
 * a pod's memory working set is ``memory_base + memory_per_core x its CPU``, fitted by least
-  squares on the recorded samples;
+  squares on the recorded samples, refitted without those more than 3 MADs off the line (taken
+  while the load changed: an instantaneous working set beside a windowed CPU rate);
 * each new pod takes the start and readiness delays of one pod born during the trace (drawn with
   the replay's seed), so slow starters show up as often as they did; with ``pod_delays="median"``,
   or too few observed pods, every pod takes ``pending_delay`` and ``ready_delay`` (the medians,
@@ -195,8 +196,9 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     # Memory: base + per-core slope fitted on every recorded pod-step.
     x, y = usage[alive], memory[alive]
     mem_base, mem_slope = 0.0, 0.0
+    dropped = 0
     if len(x) >= 2 and np.ptp(x) > 0:
-        slope, base = np.polyfit(x, y, 1)
+        (slope, base), dropped = _robust_line(x, y)
         if slope < 0:
             mem_base, mem_slope = float(y.mean()), 0.0
         else:
@@ -204,7 +206,8 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     elif len(y):
         mem_base = float(y.mean())
     notes.append(f"pod memory working set = {mem_base / 2**20:.1f} MiB + {mem_slope / 2**20:.1f} MiB per core "
-                 "(least-squares fit on the recorded samples)")
+                 "(least-squares fit on the recorded samples"
+                 + (f"; {dropped} samples off the line, taken while the load changed, left out)" if dropped else ")"))
 
     # Lifecycle delays from the pods born during the trace.
     born = [p for p in w.pods if p.created is not None and p.ready is not None and p.created > start + res
@@ -278,6 +281,28 @@ def _initial_pods(w: WorkloadTrace, start: float) -> np.ndarray:
         rows.append((p.created, started, p.ready))
     rows.sort(key=lambda r: r[2])
     return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, rounds: int = 3) -> tuple[tuple[float, float], int]:
+    """Least-squares line ``y = slope x + base`` refitted without the samples more than three robust
+    standard deviations (MAD) off it: ((slope, base), samples left out).
+
+    A working set is read at an instant but CPU is a rate over the window before it, so the samples
+    taken while the load changed pair a new working set with a mixed CPU rate; a plain fit lets
+    those few samples shift the base (75 Mi where the pods' base was 64 Mi in the real-HPA tier).
+    """
+    keep = np.ones(len(x), bool)
+    slope, base = np.polyfit(x, y, 1)
+    floor = 0.005 * float(np.median(np.abs(y)))  # noise below 0.5 % of the working set is no outlier
+    for _ in range(rounds):
+        res = y - (slope * x + base)
+        mad = float(np.median(np.abs(res - np.median(res))))
+        nxt = np.abs(res) <= max(3 * 1.4826 * mad, floor)
+        if nxt.sum() < 2 or np.ptp(x[nxt]) == 0 or np.array_equal(nxt, keep):
+            break
+        keep = nxt
+        slope, base = np.polyfit(x[keep], y[keep], 1)
+    return (float(slope), float(base)), int(len(x) - keep.sum())
 
 
 def sample_age(w: WorkloadTrace, start: float, res: float) -> float:
