@@ -318,7 +318,7 @@ def sample_age(w: WorkloadTrace, start: float, res: float) -> float:
     offs = [np.mod(c.t - start, res) for p in w.pods for c in p.containers if len(c.t)]
     if not offs or res <= 0:
         return 0.0
-    bins = max(1, int(round(res * 10)))
+    bins = max(1, round(res * 10))
     # a sample at offset o waits (phase - o) mod res; an offset just below a bin edge counts as
     # that edge, so the chosen phase is never before a sample it is meant to include
     hist = np.bincount(np.ceil(np.concatenate(offs) / res * bins - 1e-6).astype(np.int64) % bins, minlength=bins)
