@@ -71,3 +71,16 @@ def test_memory_samples_taken_while_the_load_changed_do_not_bend_the_fit() -> No
     assert load.memory_base == pytest.approx(64 * mib, rel=1e-6)
     assert load.memory_per_core == pytest.approx(400 * mib, rel=1e-6)
     assert any("2 samples off the line" in n for n in load.assumptions)
+
+
+def test_new_pods_get_their_first_sample_after_the_observed_delay() -> None:
+    """The delay from a pod's start to its first metric sample is the born pods' median (8 s here,
+    the kubelet's next housekeeping), not a fixed 10 s, compared with the samples' own time."""
+    tr, w = _trace(np.full(10, 0.1))
+    t = START + 41.0 + RES * np.arange(5)
+    late = PodTrace("web-1", [ContainerTrace("app", t, np.full(5, 0.1), np.full(5, 1e8), 0.5, None, 1e8, None)],
+                    created=START + 32, started=START + 33, ready=START + 35)
+    w.pods.append(late)
+    load = build_load(tr, w)
+    assert load.first_sample_delay == pytest.approx(8.0)
+    assert any("first metric sample comes 8s after it starts" in n for n in load.assumptions)

@@ -115,7 +115,7 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     mem_base, mem_slope = load.memory_base, load.memory_per_core
     startup = load.startup_cores
     window = np.float64(res)
-    fresh = min(FRESH_CONTAINER_AGE, res)
+    fresh = min(FRESH_CONTAINER_AGE, res) if load.first_sample_delay is None else load.first_sample_delay
     age = load.sample_age
 
     n0 = opts.initial_replicas if opts.initial_replicas is not None else int(load.recorded_replicas[0])
@@ -172,9 +172,10 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
         if t >= next_change:
             # A pod changed state since the last build (or a scale event happened): rebuild the
             # columns. Pods start and become Ready at the sync time t; the metrics pipeline holds the
-            # latest step tm, where metrics-server's fresh-container rule gives a pod a rate once it
-            # has run for 10 s, and a pod counts as ready for its metrics if it was Ready by then.
-            thresholds[:, 0] = (t, t, tm, tm)
+            # latest step tm, whose samples were taken at tm - age: metrics-server's fresh-container
+            # rule gives a pod a rate once it had run for 10 s then, and a pod's sample is a Ready
+            # pod's share if it was Ready by then.
+            thresholds[:, 0] = (t, t, tm - age, tm - age)
             events = pm[STARTED:ZS]
             passed = events <= thresholds
             next_change = float(np.where(passed, math.inf, events).min()) if n else math.inf

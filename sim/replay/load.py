@@ -75,6 +75,8 @@ class WorkloadLoad:
     initial_pods: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
     #: how much older than its step a step's metric samples are (their timestamp is ``times[k] - sample_age``)
     sample_age: float = 0.0
+    #: median seconds from a born pod's start to its first sample (None: no pod started during the trace)
+    first_sample_delay: float | None = None
 
     @property
     def steps(self) -> int:
@@ -252,6 +254,12 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     if len(offsets):
         notes.append("replayed syncs keep the phase of the recorded controller's syncs (from its replica changes)")
 
+    firsts = [p.first_sample() - p.started for p in born if p.started is not None and p.first_sample() is not None
+              and p.first_sample() >= p.started]
+    first_sample_delay = float(np.median(firsts)) if firsts else None
+    if firsts:
+        notes.append(f"a new pod's first metric sample comes {first_sample_delay:g}s after it starts "
+                     f"(median of {len(firsts)} observed pods)")
     initial = _initial_pods(w, start)
     if len(initial):
         notes.append(f"the {len(initial)} pods present at the start keep their recorded start and Ready times "
@@ -266,7 +274,7 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
         w.namespace, w.name, w.kind, start, res, times, demand, recorded_usage, unmet, thr_steps, saturated, cv,
         rec_pods, rec_ready, rec_reps, replicas_recorded, cpu_req, cpu_lim, mem_req, mem_lim, mem_base, mem_slope,
         float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed, initial,
-        sample_age(w, start, res))
+        sample_age(w, start, res), first_sample_delay)
 
 
 def _initial_pods(w: WorkloadTrace, start: float) -> np.ndarray:
