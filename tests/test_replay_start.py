@@ -74,8 +74,9 @@ def test_memory_samples_taken_while_the_load_changed_do_not_bend_the_fit() -> No
 
 
 def test_new_pods_get_their_first_sample_after_the_observed_delay() -> None:
-    """The delay from a pod's start to its first metric sample is the born pods' median (8 s here,
-    the kubelet's next housekeeping), not a fixed 10 s, compared with the samples' own time."""
+    """A pod has metrics from its first sample at least the shortest observed start-to-first-sample
+    time after it starts (8 s here; the rest of a gap is the wait for the kubelet's next sample),
+    not a fixed 10 s, compared with the samples' own time."""
     tr, w = _trace(np.full(10, 0.1))
     t = START + 41.0 + RES * np.arange(5)
     late = PodTrace("web-1", [ContainerTrace("app", t, np.full(5, 0.1), np.full(5, 1e8), 0.5, None, 1e8, None)],
@@ -83,4 +84,17 @@ def test_new_pods_get_their_first_sample_after_the_observed_delay() -> None:
     w.pods.append(late)
     load = build_load(tr, w)
     assert load.first_sample_delay == pytest.approx(8.0)
-    assert any("first metric sample comes 8s after it starts" in n for n in load.assumptions)
+    assert any("first sample at least 8s after it starts" in n for n in load.assumptions)
+
+
+def test_the_replay_keeps_the_recorded_controllers_sync_drift() -> None:
+    """kcm queues the next sync a period after the last one finished: its syncs drift (5.036 s apart
+    on the real-HPA tier). The replica changes give that period and the phase; under another sync
+    period the median phase is kept."""
+    from sim.replay.engine import recorded_sync
+
+    changes = 2.7 + 5.04 * np.array([10, 12, 21, 23, 25, 30])
+    period, phase = recorded_sync(changes, 5.0)
+    assert period == pytest.approx(5.04) and phase == pytest.approx(2.7)
+    assert recorded_sync(changes, 15.0)[0] == 15.0
+    assert recorded_sync(np.array([3.2]), 5.0) == (5.0, pytest.approx(3.2))

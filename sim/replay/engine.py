@@ -158,8 +158,9 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
 
     regular = start + sync_period
     if len(load.change_offsets):
-        # Keep the recorded controller's phase (its replica changes mark its syncs).
-        regular = start + (float(np.median(load.change_offsets % sync_period)) or sync_period)
+        # Keep the recorded controller's phase (its replica changes mark its syncs), and its drift.
+        sync_period, phase = recorded_sync(load.change_offsets, sync_period)
+        regular = start + (phase or sync_period)
     # The replayed HPA is created at the start: 1.37 reconciles a new HPA at once (then on the
     # sync-period schedule), 1.36 only one sync period later.
     first = cfg.immediate_reconcile
@@ -301,6 +302,29 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     ok = lr < ld
     ready_n = _count_between(lr[ok], ld[ok], times)
     return Timeline(times, reps, pods_n, ready_n, n_err, errors, syncs, lc, np.asarray(log_started), lr, ld)
+
+
+def recorded_sync(offsets: np.ndarray, period: float) -> tuple[float, float]:
+    """The recorded controller's sync (period, phase in [0, period)) from its replica changes
+    (seconds after the start; each happened at one of its syncs).
+
+    kube-controller-manager queues an HPA's next sync one period after the last one finished, so its
+    syncs drift by the time a sync takes (about 20 ms a sync on the real-HPA tier: half a second over
+    three minutes). A line through the changes, numbered by the syncs between them, gives that
+    effective period and the phase; when it is not within 2 % of ``period``, or a change lies more
+    than a tenth of a period off the line (a replay under another sync period), or there are too
+    few changes, the median phase modulo ``period`` is kept.
+    """
+    offs = np.sort(np.asarray(offsets, np.float64))
+    median_phase = float(np.median(offs % period))
+    n = np.rint((offs - offs[0]) / period)
+    if len(np.unique(n)) < 2:
+        return period, median_phase
+    fitted, first = np.polyfit(n, offs, 1)
+    off_line = float(np.abs(offs - (first + fitted * n)).max())
+    if abs(fitted - period) > 0.02 * period or off_line > 0.1 * period:
+        return period, median_phase
+    return float(fitted), float(first % fitted)
 
 
 def _count_between(begin: np.ndarray, end: np.ndarray, times: np.ndarray) -> np.ndarray:
