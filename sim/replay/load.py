@@ -328,14 +328,16 @@ def sample_age(w: WorkloadTrace, start: float, res: float) -> float:
     A sample belongs to the first step at or after it: with a kubelet whose housekeeping runs 2 s
     past the recording's start, the step at 30 s holds the sample taken at 22 s. The HPA must see
     that sample's own timestamp, since the CPU initialization period compares it with the pod's
-    Ready time (a window that began before readiness is not counted). The age is the one that
-    minimises the mean wait of all samples for their step (0 for samples on the grid, as in
-    generated traces); a circular problem, solved on a 0.1 s histogram of the samples' offsets.
+    Ready time (a window that began before readiness is not counted). The samples' place in the
+    resolution period is the phase after which they wait least, on average, for the next grid
+    step (just after the cluster of their offsets; a circular problem, solved on a histogram of
+    the offsets in 0.1 s bins, at most 600); the age is the resolution minus that phase (0 for
+    samples on the grid, as in generated traces).
     """
     offs = [np.mod(c.t - start, res) for p in w.pods for c in p.containers if len(c.t)]
     if not offs or res <= 0:
         return 0.0
-    bins = max(1, round(res * 10))
+    bins = min(600, max(1, round(res * 10)))
     # a sample at offset o waits (phase - o) mod res; an offset just below a bin edge counts as
     # that edge, so the chosen phase is never before a sample it is meant to include
     hist = np.bincount(np.ceil(np.concatenate(offs) / res * bins - 1e-6).astype(np.int64) % bins, minlength=bins)
