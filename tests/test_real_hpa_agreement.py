@@ -9,8 +9,8 @@ HPAs' status and runs `autoscaler record`; then
 
 * ``autoscaler sim agree`` pairs every kcm sync with our decision from the same input and
   classifies each disagreement (part 3);
-* ``autoscaler sim replay`` replays the recorded trace of the step workload under the same HPA and
-  sync period and compares the replica count per step with what kcm did (part 5).
+* ``autoscaler sim replay`` replays each recorded workload whose metric the trace holds under the
+  same HPA and sync period and compares the replica count per step with what kcm did (part 5).
 
 The reports (Markdown and JSON) are written under the tier's state directory and printed; with
 ``REAL_HPA_REPORT_DIR`` set they are also copied there with both controllers' logs.
@@ -47,9 +47,10 @@ PERIOD = 5.0
 #: syncs where that offset alone changes the answer is 2-4 % (scale events and window edges), so
 #: 90 % leaves room without hiding a real divergence: those are asserted separately (none allowed).
 MIN_AGREEMENT = 0.90
-#: share of replayed steps that must have kcm's replica count: the measured floor of this run
-#: (0.81-0.83 over three runs), below the 95 % goal; see test_replay_of_the_recorded_run_matches_kcm
-MIN_REPLAY = 0.75
+#: share of replayed steps that must have kcm's replica count: 93-95 % measured over three runs (the
+#: goal is 95 %), the rest a scrape of sampling skew around the run's scale events; a few skewed
+#: steps more than measured still pass (test_replay_of_the_recorded_run_matches_kcm)
+MIN_REPLAY = 0.90
 #: the workloads replayed in part 5 (the trace holds their CPU and memory samples)
 REPLAYED = ("step", "spike", "memory", "policies", "startup")
 
@@ -195,56 +196,58 @@ def _replay(trace: Path, workload: str, report: Path) -> tuple[list[int], list[i
             [float(r["timestamp"]) for r in rows])
 
 
-STARTUP = ("start-up: the replay takes the pods present at the trace's start as Ready long before, so it "
-           "counts their start-up CPU; kcm ignored it (unready within the CPU initialization period)")
+SKEW = ("the trace's samples are `autoscaler record`'s own kubelet scrapes, whose windows end at other "
+        "instants than those of the metrics kcm read, so around a load change the two see it one scrape apart")
+#: reasons a replayed step may differ from kcm; anything else is a divergence and fails the test
+LAG = "lag: kcm had this count one metric step earlier or later (" + SKEW + ")"
+TRANSITION = "transition: a different count in the middle of a scale event (" + SKEW + ")"
+MEMORY = ("memory model: at a load change the replay's working set (base + per-core x the pod's CPU over the "
+          "window before the sample) trails the recorded one, read at the sample's instant, which kcm read")
 
 
-def _why(name: str, k: int, t: float, recorded: list[int], replayed: list[int], first_ready: float,
-         previous: str | None) -> str:
-    """Where a replayed step differs from kcm, the reason the timelines show (``previous``: the
-    reason of the step before, when it differed too)."""
-    if t <= first_ready + RESOLUTION or (previous and previous.startswith("start-up")):
-        return STARTUP if previous is None else STARTUP + " (still held by the 5 min scale-down stabilization)"
+def _why(name: str, k: int, recorded: list[int], replayed: list[int]) -> str | None:
+    """Where a replayed step differs from kcm, the reason the timelines show; None when the step is
+    not next to a replica change of either run (a divergence the sampling cannot explain)."""
     if replayed[k] in recorded[max(0, k - 1):k + 2]:
-        return "lag: kcm had this count one metric step earlier or later (the syncs fall at other instants)"
-    if name == "memory":
-        return "memory model: the replay's working set is a base + per-core fit of the trace, not the recorded value"
-    return "count: kcm and the replay chose different counts during a transition (pods without metrics or unready)"
+        return LAG
+    near = range(max(1, k - 1), min(len(recorded), k + 2))
+    if any(recorded[j] != recorded[j - 1] or replayed[j] != replayed[j - 1] for j in near):
+        return MEMORY if name == "memory" else TRANSITION
+    return None
 
 
 def test_replay_of_the_recorded_run_matches_kcm(observed):
     """Every workload whose metric the trace holds (CPU and memory; the External queue is not in a
     trace) is replayed with its HPA, and the replica count per metric step is compared with kcm's.
 
-    The goal is 95 % of steps; this short run (190 s, 10 s steps, five scale transitions per
-    workload) reaches 80-90 %, every differing step listed with its reason (docs/real-cluster.md).
-    The assertion is the measured floor, so a regression of the replay against the real controller
-    fails while the known model limits are reported, not hidden."""
-    from sim.replay.trace import read_trace
-
+    The goal is 95 % of steps. The replay starts the pods present at the trace's start with their
+    recorded start and Ready times and gives the HPA each step's samples with their own timestamps,
+    so the CPU initialization period applies as in kcm, keeps kcm's drifting sync phase, and fits
+    the memory model without the samples taken mid-change; what remains (93-95 % over the runs
+    measured, docs/real-cluster.md) is the trace's samples seeing a load change one scrape apart
+    from kcm's metrics, and the memory model trailing the recorded working set at a load change.
+    Every differing step must be such a lag or lie inside a scale event; one elsewhere fails as a
+    divergence.
+    """
     tier, _, trace = observed
-    recorded_trace, _ = read_trace(trace)
     t0 = time.monotonic()
     per: dict[str, dict] = {}
     differing = []
     for name in REPLAYED:
         recorded, replayed, times = _replay(trace, f"default/{name}", tier.state_dir / "replay" / name)
         assert max(recorded) > recorded[0], f"the recorded run of {name} never scaled"
-        w = recorded_trace.workload("default", name)
-        first_ready = min((p.ready for p in w.pods if p.ready is not None), default=times[0]) - times[0]
         same = [a == b for a, b in zip(recorded, replayed, strict=True)]
         per[name] = {"steps": len(same), "same": sum(same)}
-        previous = None
         for k, ok in enumerate(same):
-            previous = None if ok else _why(name, k, times[k] - times[0], recorded, replayed, first_ready, previous)
-            if previous:
+            if not ok:
                 differing.append({"workload": name, "t": times[k] - times[0], "kcm": recorded[k],
-                                  "replay": replayed[k], "why": previous})
+                                  "replay": replayed[k], "why": _why(name, k, recorded, replayed)})
     steps, same = sum(d["steps"] for d in per.values()), sum(d["same"] for d in per.values())
     summary = {"steps": steps, "same": same, "ratio": same / steps, "perWorkload": per, "differing": differing,
                "seconds": round(time.monotonic() - t0, 1)}
     (tier.state_dir / "replay.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     _keep(tier, "replay.json", "trace.json.gz")
+    assert len(differing) == steps - same
+    assert all(d["why"] for d in differing), f"a replayed step differs from kcm away from any scale event: {summary}"
     assert summary["ratio"] >= MIN_REPLAY, summary
-    assert len(differing) == steps - same and all(d["why"] for d in differing)

@@ -27,7 +27,7 @@ from sim.replay.load import WorkloadLoad, dispersion_weights, spread
 SELECTOR = "replay.autoscaler.dev/workload=target"
 #: metrics-server serves a new container's rate once it is this old (measured from its start)
 FRESH_CONTAINER_AGE = 10.0
-#: how long before the replay starts the initial pods became ready (they are long settled)
+#: how long before the replay starts the initial pods became ready when the trace does not say
 SETTLED = 3600.0
 
 
@@ -115,7 +115,8 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     mem_base, mem_slope = load.memory_base, load.memory_per_core
     startup = load.startup_cores
     window = np.float64(res)
-    fresh = min(FRESH_CONTAINER_AGE, res)
+    fresh = min(FRESH_CONTAINER_AGE, res) if load.first_sample_delay is None else load.first_sample_delay
+    age = load.sample_age
 
     n0 = opts.initial_replicas if opts.initial_replicas is not None else int(load.recorded_replicas[0])
     n0 = max(n0, 0)
@@ -125,6 +126,12 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     pm[CREATED] = settled - 60.0
     pm[STARTED] = settled - 30.0
     pm[READY_T] = pm[READY_M] = settled
+    # Pods whose start and readiness the trace recorded keep them (a pod that became Ready shortly
+    # before the start is still unready, or within the CPU initialization period, for the HPA).
+    known = load.initial_pods[:n0]
+    m0 = len(known)
+    pm[CREATED, :m0], pm[STARTED, :m0] = known[:, 0], known[:, 1]
+    pm[READY_T, :m0] = pm[READY_M, :m0] = known[:, 2]
     pm[FRESH] = pm[STARTED] + fresh
     pm[ZS] = rng.standard_normal(n0)
     pm[ID] = np.arange(n0)
@@ -151,8 +158,9 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
 
     regular = start + sync_period
     if len(load.change_offsets):
-        # Keep the recorded controller's phase (its replica changes mark its syncs).
-        regular = start + (float(np.median(load.change_offsets % sync_period)) or sync_period)
+        # Keep the recorded controller's phase (its replica changes mark its syncs), and its drift.
+        sync_period, phase = recorded_sync(load.change_offsets, sync_period)
+        regular = start + (phase or sync_period)
     # The replayed HPA is created at the start: 1.37 reconciles a new HPA at once (then on the
     # sync-period schedule), 1.36 only one sync period later.
     first = cfg.immediate_reconcile
@@ -165,9 +173,10 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
         if t >= next_change:
             # A pod changed state since the last build (or a scale event happened): rebuild the
             # columns. Pods start and become Ready at the sync time t; the metrics pipeline holds the
-            # latest step tm, where metrics-server's fresh-container rule gives a pod a rate once it
-            # has run for 10 s, and a pod counts as ready for its metrics if it was Ready by then.
-            thresholds[:, 0] = (t, t, tm, tm)
+            # latest step tm, whose samples were taken at tm - age: metrics-server's fresh-container
+            # rule gives a pod a rate once it had run for 10 s then, and a pod's sample is a Ready
+            # pod's share if it was Ready by then.
+            thresholds[:, 0] = (t, t, tm - age, tm - age)
             events = pm[STARTED:ZS]
             passed = events <= thresholds
             next_change = float(np.where(passed, math.inf, events).min()) if n else math.inf
@@ -197,10 +206,11 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             simple = n > 0 and all_has and n_ready == n and not weights_on
             last_tm = math.nan  # force new metric columns
         if tm != last_tm:
-            ts_col = _filled(nm, tm, f64)
-            # min(window, tm - start) is the full window for every pod once the newest is old enough
+            ts = tm - age  # when the step's samples were taken
+            ts_col = _filled(nm, ts, f64)
+            # min(window, ts - start) is the full window for every pod once the newest is old enough
             # (subtraction is monotone, so testing the newest start is exact).
-            win_col = _filled(nm, window, f64) if tm - newest_start >= window else np.minimum(window, tm - started_m)
+            win_col = _filled(nm, window, f64) if ts - newest_start >= window else np.minimum(window, ts - started_m)
             last_tm = tm
         if simple:
             share = demand_l[k] / n
@@ -292,6 +302,29 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     ok = lr < ld
     ready_n = _count_between(lr[ok], ld[ok], times)
     return Timeline(times, reps, pods_n, ready_n, n_err, errors, syncs, lc, np.asarray(log_started), lr, ld)
+
+
+def recorded_sync(offsets: np.ndarray, period: float) -> tuple[float, float]:
+    """The recorded controller's sync (period, phase in [0, period)) from its replica changes
+    (seconds after the start; each happened at one of its syncs).
+
+    kube-controller-manager queues an HPA's next sync one period after the last one finished, so its
+    syncs drift by the time a sync takes (about 20 ms a sync on the real-HPA tier: half a second over
+    three minutes). A line through the changes, numbered by the syncs between them, gives that
+    effective period and the phase; when it is not within 2 % of ``period``, or a change lies more
+    than a tenth of a period off the line (a replay under another sync period), or there are too
+    few changes, the median phase modulo ``period`` is kept.
+    """
+    offs = np.sort(np.asarray(offsets, np.float64))
+    median_phase = float(np.median(offs % period))
+    n = np.rint((offs - offs[0]) / period)
+    if len(np.unique(n)) < 2:
+        return period, median_phase
+    fitted, first = np.polyfit(n, offs, 1)
+    off_line = float(np.abs(offs - (first + fitted * n)).max())
+    if abs(fitted - period) > 0.02 * period or off_line > 0.1 * period:
+        return period, median_phase
+    return float(fitted), float(first % fitted)
 
 
 def _count_between(begin: np.ndarray, end: np.ndarray, times: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ every report states what it rests on:
   recorded per-step coefficient of variation across pods); pods that run but are not ready use
   ``startup_cores``; a pod never uses more than its CPU limit;
 * a pod's memory working set is ``memory_base + memory_per_core x its CPU``, fitted by least
-  squares on the recorded samples;
+  squares on the recorded samples, refitted without those more than 3 MADs off the line (taken
+  while the load changed: an instantaneous working set beside a windowed CPU rate);
 * each new pod takes the start and readiness delays of one pod born during the trace (drawn with
   the replay's seed), so slow starters show up as often as they did; with ``pod_delays="median"``,
   or too few observed pods, every pod takes ``pending_delay`` and ``ready_delay`` (the medians,
@@ -69,6 +70,13 @@ class WorkloadLoad:
     #: observed (pending, ready) delays, one row per pod born during the trace; new pods draw from
     #: these rows (empty: every pod takes ``pending_delay`` and ``ready_delay``)
     observed_delays: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    #: (created, started, ready) of the pods present at ``start`` whose readiness the trace recorded,
+    #: earliest Ready first: the replay starts with these pods as they were (one row per pod)
+    initial_pods: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+    #: how much older than its step a step's metric samples are (their timestamp is ``times[k] - sample_age``)
+    sample_age: float = 0.0
+    #: the shortest time from a born pod's start to its first sample (None: no pod started during the trace)
+    first_sample_delay: float | None = None
 
     @property
     def steps(self) -> int:
@@ -190,8 +198,9 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     # Memory: base + per-core slope fitted on every recorded pod-step.
     x, y = usage[alive], memory[alive]
     mem_base, mem_slope = 0.0, 0.0
+    dropped = 0
     if len(x) >= 2 and np.ptp(x) > 0:
-        slope, base = np.polyfit(x, y, 1)
+        (slope, base), dropped = _robust_line(x, y)
         if slope < 0:
             mem_base, mem_slope = float(y.mean()), 0.0
         else:
@@ -199,7 +208,8 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     elif len(y):
         mem_base = float(y.mean())
     notes.append(f"pod memory working set = {mem_base / 2**20:.1f} MiB + {mem_slope / 2**20:.1f} MiB per core "
-                 "(least-squares fit on the recorded samples)")
+                 "(least-squares fit on the recorded samples"
+                 + (f"; {dropped} samples off the line, taken while the load changed, left out)" if dropped else ")"))
 
     # Lifecycle delays from the pods born during the trace.
     born = [p for p in w.pods if p.created is not None and p.ready is not None and p.created > start + res
@@ -244,6 +254,18 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     if len(offsets):
         notes.append("replayed syncs keep the phase of the recorded controller's syncs (from its replica changes)")
 
+    firsts = [p.first_sample() - p.started for p in born if p.started is not None and p.first_sample() is not None
+              and p.first_sample() >= p.started]
+    # the gap is this delay plus the wait for the kubelet's next sample tick: the shortest gap is it
+    first_sample_delay = float(np.min(firsts)) if firsts else None
+    if firsts:
+        notes.append(f"a new pod has metrics from its first sample at least {first_sample_delay:g}s after it starts "
+                     f"(the shortest start-to-first-sample time of {len(firsts)} observed pods)")
+    initial = _initial_pods(w, start)
+    if len(initial):
+        notes.append(f"the {len(initial)} pods present at the start keep their recorded start and Ready times "
+                     f"(newest Ready {initial[:, 2].max() - start:+g}s)")
+
     (cpu_req, cpu_lim, mem_req, mem_lim), varied = _pod_resources(w)
     if varied:
         notes.append("pods had different requests/limits over the trace: simulated pods use the newest pod's")
@@ -252,7 +274,77 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
     return WorkloadLoad(
         w.namespace, w.name, w.kind, start, res, times, demand, recorded_usage, unmet, thr_steps, saturated, cv,
         rec_pods, rec_ready, rec_reps, replicas_recorded, cpu_req, cpu_lim, mem_req, mem_lim, mem_base, mem_slope,
-        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed)
+        float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed, initial,
+        sample_age(w, start, res), first_sample_delay)
+
+
+def _initial_pods(w: WorkloadTrace, start: float) -> np.ndarray:
+    """(created, started, ready) rows of the pods alive at ``start`` with a recorded Ready time,
+    earliest Ready first. Pods without one (CSV, older recordings) are left to the replay's default
+    (Ready long before), as before; a missing start time is taken as the creation time."""
+    rows = []
+    for p in w.pods:
+        if p.created is None or p.ready is None or p.created > start or (p.deleted is not None and p.deleted <= start):
+            continue
+        started = p.started if p.started is not None and p.created <= p.started <= p.ready else p.created
+        rows.append((p.created, started, p.ready))
+    rows.sort(key=lambda r: r[2])
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, rounds: int = 3) -> tuple[tuple[float, float], int]:
+    """Least-squares line ``y = slope x + base`` on the samples within three robust standard
+    deviations (MAD) of it: ((slope, base), samples left out).
+
+    A working set is read at an instant but CPU is a rate over the window before it, so the samples
+    taken while the load changed pair a new working set with a mixed CPU rate; a plain fit lets
+    those few samples shift the base (75 Mi where the pods' base was 64 Mi in the real-HPA tier).
+    """
+    keep = np.zeros(len(x), bool)  # the first round always refits by least squares
+    # start from the Theil-Sen line (median pairwise slope; on at most 1000 evenly spaced samples),
+    # which a minority of outliers cannot bend, then refit by least squares on the samples near it
+    sub = np.linspace(0, len(x) - 1, min(len(x), 1000)).astype(np.int64)
+    xs, ys = x[sub], y[sub]
+    i, j = np.triu_indices(len(xs), 1)
+    dx = xs[j] - xs[i]
+    ok = dx != 0
+    slope = float(np.median((ys[j] - ys[i])[ok] / dx[ok]))
+    base = float(np.median(y - slope * x))
+    floor = 0.005 * float(np.median(np.abs(y)))  # noise below 0.5 % of the working set is no outlier
+    for _ in range(rounds):
+        res = y - (slope * x + base)
+        mad = float(np.median(np.abs(res - np.median(res))))
+        nxt = np.abs(res) <= max(3 * 1.4826 * mad, floor)
+        if nxt.sum() < 2 or np.ptp(x[nxt]) == 0 or np.array_equal(nxt, keep):
+            break
+        keep = nxt
+        slope, base = np.polyfit(x[keep], y[keep], 1)
+    return (float(slope), float(base)), int(len(x) - keep.sum())
+
+
+def sample_age(w: WorkloadTrace, start: float, res: float) -> float:
+    """How old (seconds, ``0 <= age < res``) the samples a grid step holds typically are.
+
+    A sample belongs to the first step at or after it: with a kubelet whose housekeeping runs 2 s
+    past the recording's start, the step at 30 s holds the sample taken at 22 s. The HPA must see
+    that sample's own timestamp, since the CPU initialization period compares it with the pod's
+    Ready time (a window that began before readiness is not counted). The samples' place in the
+    resolution period is the phase after which they wait least, on average, for the next grid
+    step (just after the cluster of their offsets; a circular problem, solved on a histogram of
+    the offsets in 0.1 s bins, at most 600); the age is the resolution minus that phase (0 for
+    samples on the grid, as in generated traces).
+    """
+    offs = [np.mod(c.t - start, res) for p in w.pods for c in p.containers if len(c.t)]
+    if not offs or res <= 0:
+        return 0.0
+    bins = min(600, max(1, round(res * 10)))
+    # a sample at offset o waits (phase - o) mod res; an offset just below a bin edge counts as
+    # that edge, so the chosen phase is never before a sample it is meant to include
+    hist = np.bincount(np.ceil(np.concatenate(offs) / res * bins - 1e-6).astype(np.int64) % bins, minlength=bins)
+    cand = np.arange(bins)
+    wait = (cand[:, None] - cand[None, :]) % bins
+    best = int(np.argmin(wait @ hist))
+    return (bins - best) % bins * res / bins
 
 
 def spread(demand: float, n_ready: int, weights: np.ndarray | None, limit: float | None) -> np.ndarray:
