@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,7 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
             steps = int(a.hours * 3600 / a.step)
             sim0 = cluster.clock.now()
             errors = 0
+            error_kinds: Counter[str] = Counter()
             for k in range(1, steps + 1):
                 await asyncio.to_thread(cluster.advance, a.step)
                 if a.delete_per_step:
@@ -216,7 +218,10 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
                 resources.list_pods().json()
                 resources.list_nodes().json()
                 out = await ctl.sync_all()
-                errors += sum(o.error is not None for o in out.values())
+                for o in out.values():
+                    if o.error is not None:
+                        errors += 1
+                        error_kinds[o.error[-110:]] += 1
                 sim_s = cluster.clock.now() - sim0
                 if k % max(1, int(a.sample_every / a.step)) == 0 or k == steps:
                     gc.collect()
@@ -227,6 +232,9 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
                          "tasks_cluster_loop": len(asyncio.all_tasks(cluster.loop)),
                          "fds": fd_total, "socket_fds": fd_sockets, "tcp_established": tcp_established(),
                          "hpa_errors_so_far": errors, **dict(churn),
+                         **cluster.call(lambda: {f"apiserver_{k}": len(kind.objects)
+                                                 for k, kind in cluster.store._kinds.items()
+                                                 if k in ("events", "pods", "replicasets.apps")}),
                          **caches(ctl, collector, store, index, [nodes, pods, ctl.hpas, ctl.pods], resources)}
                     if a.tracemalloc:
                         s["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
@@ -244,7 +252,9 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             cluster.stop()
-    return verdict(a, samples, setup_s, time.perf_counter() - wall0, growth)
+    out = verdict(a, samples, setup_s, time.perf_counter() - wall0, growth)
+    out["hpa_error_kinds"] = dict(error_kinds.most_common(8))
+    return out
 
 
 def verdict(a: argparse.Namespace, samples: list[dict[str, Any]], setup_s: float, wall_s: float,
