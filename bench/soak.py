@@ -235,6 +235,9 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
                          **cluster.call(lambda: {f"apiserver_{k}": len(kind.objects)
                                                  for k, kind in cluster.store._kinds.items()
                                                  if k in ("events", "pods", "replicasets.apps")}),
+                         # the emulated API server's watch history: bounded rings of the last writes
+                         "apiserver_watch_rings": cluster.call(lambda: sum(len(kind.log) for kind
+                                                                          in cluster.store._kinds.values())),
                          **caches(ctl, collector, store, index, [nodes, pods, ctl.hpas, ctl.pods], resources)}
                     if a.tracemalloc:
                         s["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
