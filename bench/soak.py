@@ -61,6 +61,7 @@ from sim.nodes import NodeSpec
 from sim.scenario import Scenario, WorkloadSpec
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+HPAS = "horizontalpodautoscalers.autoscaling"
 
 
 def scenario(hpas: int, pods: int, spike_every: float) -> Scenario:
@@ -158,7 +159,9 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     if a.tracemalloc:
         tracemalloc.start(8)
     wall0 = time.perf_counter()
-    churn = {"pods_created": 0, "pods_deleted": 0, "pods_deleted_by_soak": 0}
+    churn = {"pods_created": 0, "pods_deleted": 0, "pods_deleted_by_soak": 0, "hpas_replaced": 0}
+    hpa_of = {f"app-{i:04d}": f"app-{i:04d}" for i in range(a.hpas)}  # Deployment -> its HPA now
+    generation = [0]
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() as tmp:
         cluster: ClusterThread = run_in_thread(scenario(a.hpas, a.pods_per_hpa, a.spike_every), Path(tmp),
@@ -214,6 +217,20 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
                         return len(victims)
 
                     churn["pods_deleted_by_soak"] += cluster.call(delete_some)
+                if a.hpa_churn:
+                    def replace_hpas() -> int:
+                        for target in rng.sample(sorted(hpa_of), min(a.hpa_churn, len(hpa_of))):
+                            old = cluster.store.get(HPAS, "default", hpa_of[target])
+                            cluster.store.delete(HPAS, "default", hpa_of[target])
+                            generation[0] += 1
+                            hpa_of[target] = f"{target}-g{generation[0]}"
+                            cluster.store.create(HPAS, {"apiVersion": "autoscaling/v2",
+                                                        "kind": "HorizontalPodAutoscaler",
+                                                        "metadata": {"name": hpa_of[target], "namespace": "default"},
+                                                        "spec": old["spec"]})
+                        return min(a.hpa_churn, len(hpa_of))
+
+                    churn["hpas_replaced"] += cluster.call(replace_hpas)
                 await collector.scrape_cycle()
                 resources.list_pods().json()
                 resources.list_nodes().json()
@@ -268,13 +285,15 @@ def verdict(a: argparse.Namespace, samples: list[dict[str, Any]], setup_s: float
     rss = np.array([s["rss_mb"] for s in warm])
     slope = float(np.polyfit(t, rss, 1)[0]) if len(warm) >= 2 else 0.0
     keys = [k for k in end if k not in ("sim_minutes", "wall_seconds", "hpa_errors_so_far", "pods_created",
-                                        "pods_deleted", "pods_deleted_by_soak", "rss_mb", "traced_mb")]
+                                        "pods_deleted", "pods_deleted_by_soak", "hpas_replaced", "rss_mb",
+                                        "traced_mb")]
     return {
         "benchmark": "soak", "mode": a.mode, "hpas": a.hpas, "pods_per_hpa": a.pods_per_hpa,
         "simulated_hours": round(samples[-1]["sim_minutes"] / 60, 2), "step_seconds": a.step,
         "setup_wall_seconds": round(setup_s, 1), "wall_seconds": round(wall_s, 1),
         "pods_created": end["pods_created"], "pods_deleted": end["pods_deleted"],
-        "pods_deleted_by_soak": end["pods_deleted_by_soak"], "hpa_errors": end["hpa_errors_so_far"],
+        "pods_deleted_by_soak": end["pods_deleted_by_soak"], "hpas_replaced": end["hpas_replaced"],
+        "hpa_errors": end["hpa_errors_so_far"],
         "warmup_simulated_minutes": a.warmup / 60,
         "rss_mb_at_warmup": w0["rss_mb"], "rss_mb_at_end": end["rss_mb"], "rss_mb_max": max(s["rss_mb"] for s in warm),
         "rss_slope_mb_per_simulated_hour": round(slope, 2),
@@ -293,6 +312,8 @@ def main() -> None:
                    help="simulated seconds per step: the metric resolution and the HPA sync period")
     p.add_argument("--spike-every", type=float, default=1200.0, help="each workload's load spikes this often (s)")
     p.add_argument("--delete-per-step", type=int, default=40, help="random pods deleted every step")
+    p.add_argument("--hpa-churn", type=int, default=0,
+                   help="HPAs deleted every step, each replaced by a new one (new name) for the same Deployment")
     p.add_argument("--sample-every", type=float, default=600.0, help="simulated seconds between samples")
     p.add_argument("--warmup", type=float, default=1800.0, help="simulated seconds before the baseline")
     p.add_argument("--workers", type=int, default=5)
