@@ -163,12 +163,14 @@ def main() -> int:
     import logging
 
     import orjson
+    import structlog
     import urllib3
 
     from sim.autoscaler_proc import start_autoscaler
     from sim.cluster import run_in_thread
 
     logging.basicConfig(level=logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))  # stdout is the JSON
     pods_per_ns = a.nodes * a.pods_per_node // a.namespaces
     total = pods_per_ns * a.namespaces
     with tempfile.TemporaryDirectory() as tmp_s:
