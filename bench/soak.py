@@ -163,6 +163,14 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     hpa_of = {f"app-{i:04d}": f"app-{i:04d}" for i in range(a.hpas)}  # Deployment -> its HPA now
     generation = [0]
     rng = random.Random(1)
+    if a.apiserver_watch_history:
+        import functools
+
+        import sim.apiserver.store as apistore
+
+        # The emulated API server keeps the last N writes per resource for watches; its default
+        # (10,000) takes hours of simulated time to fill at small scale, and looks like growth until then.
+        apistore.ObjectStore = functools.partial(apistore.ObjectStore, ring_size=a.apiserver_watch_history)
     with tempfile.TemporaryDirectory() as tmp:
         cluster: ClusterThread = run_in_thread(scenario(a.hpas, a.pods_per_hpa, a.spike_every), Path(tmp),
                                                clock=ManualClock(start=time.time() - 3600))
@@ -314,6 +322,8 @@ def main() -> None:
     p.add_argument("--delete-per-step", type=int, default=40, help="random pods deleted every step")
     p.add_argument("--hpa-churn", type=int, default=0,
                    help="HPAs deleted every step, each replaced by a new one (new name) for the same Deployment")
+    p.add_argument("--apiserver-watch-history", type=int, default=0,
+                   help="writes per resource the emulated API server keeps for watches (0: its default, 10,000)")
     p.add_argument("--sample-every", type=float, default=600.0, help="simulated seconds between samples")
     p.add_argument("--warmup", type=float, default=1800.0, help="simulated seconds before the baseline")
     p.add_argument("--workers", type=int, default=5)
