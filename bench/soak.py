@@ -16,7 +16,8 @@ and event recorder caches). The verdict compares the end with the end of ``--war
 slope per simulated hour (least squares over the samples after warm-up) and the growth of tasks,
 descriptors, connections and each cache.
 
-    python bench/soak.py [--hpas 2000] [--pods-per-hpa 2] [--hours 3] [--step 60] [--tracemalloc]
+    python bench/soak.py [--hpas 2000] [--pods-per-hpa 2] [--hours 3] [--step 60] [--hpa-churn 10]
+        [--apiserver-watch-history 1000] [--tracemalloc]
 """
 
 from __future__ import annotations
