@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 #: demand of workloads the scenario does not describe (e.g. created with kubectl)
 DEFAULT_LOAD = Constant(cores=0.1)
+EVENT_SWEEP_SECONDS = 60.0
 
 
 class EmulatedCluster:
@@ -73,6 +74,7 @@ class EmulatedCluster:
         #: failed node → the kubelet fault to restore when it recovers
         self.failed: dict[str, Fault] = {}
         self._timers: list[Any] = []
+        self._event_sweep: Any = None
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -162,6 +164,12 @@ class EmulatedCluster:
                        self.lifecycle]
         self._create_scenario_objects()
         self._schedule_node_events()
+        self._sweep_events()
+
+    def _sweep_events(self) -> None:
+        """Expire Events past kube-apiserver's --event-ttl, once a simulated minute."""
+        self.store.expire_events()
+        self._event_sweep = self.clock.call_later(EVENT_SWEEP_SECONDS, self._sweep_events)
 
     def _schedule_node_events(self) -> None:
         for ev in self.scenario.node_events:
@@ -174,6 +182,9 @@ class EmulatedCluster:
 
     async def stop(self) -> None:
         self._cancel_timers()
+        if self._event_sweep is not None:
+            self._event_sweep.cancel()
+            self._event_sweep = None
         for task in list(self._tasks):
             task.cancel()
         for u in self._unsub:

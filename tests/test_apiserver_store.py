@@ -140,3 +140,53 @@ def test_objects_are_shaped_as_kube_apiserver_answers_them():
     mounts = p["spec"]["containers"][0]["volumeMounts"]
     assert mounts[0]["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount" and mounts[0]["readOnly"]
     assert p["spec"]["volumes"][0]["name"] == mounts[0]["name"] and p["metadata"]["generation"] == 1
+
+
+def test_events_expire_an_event_ttl_after_their_last_write():
+    """kube-apiserver keeps an Event for --event-ttl (1h) after its last write; a soak with an HPA
+    controller recording events for hours must not accumulate them in the emulated API server."""
+    now = [1_000_000.0]
+    s = ObjectStore(clock=lambda: now[0])
+    seen = []
+    s.subscribe("events", lambda etype, obj, old: seen.append((etype, obj["metadata"]["name"])))
+
+    def event(name: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": {"kind": "HorizontalPodAutoscaler", "namespace": "default", "name": "web"},
+                "reason": "SuccessfulRescale", "message": "New size: 2", "type": "Normal", "count": 1}
+
+    s.create("events", event("a"))
+    s.create("events", event("b"))
+    now[0] += 1800
+    s.mutate("events", "default", "b", lambda o: o.__setitem__("count", 2))  # b's TTL starts again
+    now[0] += 1799
+    assert s.expire_events() == 0
+    now[0] += 1
+    assert s.expire_events() == 1
+    assert s.try_get("events", "default", "a") is None
+    assert s.try_get("events", "default", "b")["count"] == 2
+    assert ("DELETED", "a") in seen  # watchers hear of the expiry
+    now[0] += 1800
+    assert s.expire_events() == 1
+    assert s.list("events")[0] == []
+    assert s._event_expiry == {}
+
+
+def test_emulated_cluster_sweeps_expired_events(tmp_path):
+    from sim.clock import ManualClock
+    from sim.cluster import run_in_thread
+    from sim.nodes import NodeSpec
+    from sim.scenario import Scenario
+
+    cluster = run_in_thread(Scenario(nodes=[NodeSpec("worker-1")], events=False), tmp_path,
+                            clock=ManualClock(start=1_000_000.0))
+    try:
+        cluster.call(lambda: cluster.store.create("events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": "p"}, "reason": "R", "message": "m"}))
+        cluster.advance(3500)
+        assert cluster.call(lambda: cluster.store.try_get("events", "default", "e")) is not None
+        cluster.advance(200)
+        assert cluster.call(lambda: cluster.store.try_get("events", "default", "e")) is None
+    finally:
+        cluster.stop()

@@ -36,6 +36,8 @@ _SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 _PROTECTED = {"persistentvolumeclaims": "kubernetes.io/pvc-protection", "persistentvolumes": "kubernetes.io/pv-protection"}
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 Key = tuple[str, str]  # (namespace or "", name)
+#: kube-apiserver's --event-ttl default: an Event lives this long after its last write
+EVENT_TTL = 3600.0
 Callback = Callable[[str, dict, "dict | None"], None]
 
 
@@ -267,9 +269,11 @@ class ObjectStore:
 
     def __init__(self, *, ring_size: int = 10_000, watch_queue_limit: int = 100_000,
                  clock: Callable[[], float] = time.time, bootstrap: bool = True,
-                 catalogue: Catalogue | None = None):
+                 catalogue: Catalogue | None = None, event_ttl: float | None = EVENT_TTL):
         self.resource_version = 0
         self.clock = clock
+        self.event_ttl = event_ttl
+        self._event_expiry: dict[Key, float] = {}  # event -> when its TTL runs out (see expire_events)
         self.watch_queue_limit = watch_queue_limit
         self.catalogue = catalogue or Catalogue()
         self._ring_size = ring_size
@@ -307,6 +311,12 @@ class ObjectStore:
     def _emit(self, kind: _Kind, etype: str, obj: dict, old: dict | None) -> None:
         if kind.info.key == CRDS:
             self._on_crd(etype, obj)  # served before anyone hears of the CRD
+        if kind.info.key == "events" and self.event_ttl is not None:
+            key = self._key(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            if etype == DELETED:
+                self._event_expiry.pop(key, None)
+            else:  # as etcd's lease: every write (create or update) starts the TTL again
+                self._event_expiry[key] = self.clock() + self.event_ttl
         rv = int(obj["metadata"]["resourceVersion"])
         if kind.log.maxlen and len(kind.log) == kind.log.maxlen:
             kind.compacted = kind.log[0][0]
@@ -325,6 +335,15 @@ class ObjectStore:
                     w.offer(etype, obj, old)
         for w in list(kind.watchers):
             w.offer(etype, obj, old)
+
+    def expire_events(self) -> int:
+        """Delete the Events whose TTL has run out (kube-apiserver stores them with an etcd lease of
+        ``--event-ttl``); returns how many. Without this, every Event ever recorded stays forever."""
+        now = self.clock()
+        due = [key for key, at in self._event_expiry.items() if at <= now]
+        for ns, name in due:
+            self.delete("events", ns, name)
+        return len(due)
 
     def _gr(self, kind: _Kind) -> tuple[str, str]:
         return kind.info.plural, kind.info.group
