@@ -11,17 +11,13 @@ from typing import Any
 
 import yaml
 
+from .protobuf import put_varint
+
 
 def _varint(n: int) -> bytes:
     out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    put_varint(out, n)
+    return bytes(out)
 
 
 def _bytes(field: int, data: bytes) -> bytes:

@@ -91,7 +91,8 @@ def _want_wire(kind: str, wire: int, repeated: bool, where: str) -> None:
         raise ValueError(f"{where}: wrong wire type {wire}")
 
 
-def _put_varint(out: bytearray, v: int) -> None:
+def put_varint(out: bytearray, v: int) -> None:
+    """Append ``v`` as a protobuf varint (negative ints as their 64-bit two's complement)."""
     v &= (1 << 64) - 1
     while True:
         b = v & 0x7F
@@ -104,8 +105,8 @@ def _put_varint(out: bytearray, v: int) -> None:
 
 
 def _put_bytes(out: bytearray, num: int, data: bytes) -> None:
-    _put_varint(out, num << 3 | 2)
-    _put_varint(out, len(data))
+    put_varint(out, num << 3 | 2)
+    put_varint(out, len(data))
     out += data
 
 
@@ -263,12 +264,12 @@ def _encode_scalar(out: bytearray, num: int, kind: str, v: Any) -> None:
     elif kind == "bytes":
         _put_bytes(out, num, base64.b64decode(v or ""))
     elif kind in ("int", "bool"):
-        _put_varint(out, num << 3)
-        _put_varint(out, int(v))
+        put_varint(out, num << 3)
+        put_varint(out, int(v))
     elif kind == "float":
         import struct
 
-        _put_varint(out, num << 3 | 1)
+        put_varint(out, num << 3 | 1)
         out += struct.pack("<d", float(v))
 
 
