@@ -80,7 +80,7 @@ _DONE = re.compile(r"^Done (\d+) runs in (\d+) second", re.M)
 _CRASH = re.compile(r"^CRASH (\S+) at (\S+) -> (\S+)$", re.M)
 
 
-def run_target(target: Target, runs: int, out: Path, timeout: int, quiet: bool) -> dict:
+def run_target(target: Target, runs: int, out: Path, timeout: int, quiet: bool, seed: int = 0) -> dict:
     """Fuzz one target in a subprocess; its stats parsed from libFuzzer's log."""
     work = out / target.name
     corpus, scratch = work / "corpus", work / "tmp"
@@ -91,7 +91,7 @@ def run_target(target: Target, runs: int, out: Path, timeout: int, quiet: bool) 
             old.unlink()
     args = [sys.executable, __file__, "--child", target.name, f"-runs={runs}", f"-timeout={timeout}",
             f"-max_len={target.max_len}", f"-artifact_prefix={work}/", "-print_final_stats=1",
-            "-rss_limit_mb=3072", str(corpus), str(ROOT / "tests" / "fuzz" / "seeds" / target.name)]
+            "-rss_limit_mb=3072", f"-seed={seed}", str(corpus), str(ROOT / "tests" / "fuzz" / "seeds" / target.name)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                TMPDIR=str(scratch))  # the readers' temp files (kubeconfig cert data, scratch inputs)
     t0 = time.monotonic()
@@ -143,6 +143,8 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, default=5, help="seconds one input may take before it counts as a hang")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "autoscaler-fuzz",
                     help="working corpora, logs and crashing inputs")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="libFuzzer's random seed: a fixed one repeats a run input for input (default 0: random)")
     ap.add_argument("--list", action="store_true", help="list the targets and exit")
     ap.add_argument("--quiet", action="store_true", help="no crash tracebacks on stderr")
     ap.add_argument("--replay", type=Path, metavar="FILE", help="run FILE through the one TARGET given")
@@ -160,7 +162,7 @@ def main() -> int:
         return replay(args.replay, args.targets[0])
     results = []
     for name in args.targets or list(TARGETS):
-        r = run_target(TARGETS[name], args.runs, args.out, args.timeout, args.quiet)
+        r = run_target(TARGETS[name], args.runs, args.out, args.timeout, args.quiet, args.seed)
         print(json.dumps(r), flush=True)
         results.append(r)
     summary = {"targets": len(results), "inputs_tried": sum(r["inputs_tried"] for r in results),

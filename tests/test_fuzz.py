@@ -17,6 +17,7 @@ from tests.fuzz.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_RUNS = 300
+SHORT_SEED = 1  # fixed: the test run is the same inputs every time; new crashes are found by bench/fuzz.py
 
 CRASHERS = [(t.name, p) for t in TARGETS.values() for p in t.crashers()]
 
@@ -44,7 +45,7 @@ def test_every_target_has_real_seeds() -> None:
 def test_short_fuzz_run_finds_no_crash(name: str, tmp_path: Path) -> None:
     """A few hundred coverage-guided inputs per target through bench/fuzz.py (atheris + libFuzzer)."""
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "fuzz.py"), "--runs", str(SHORT_RUNS),
-                           "--out", str(tmp_path), "--quiet", name],
+                           "--seed", str(SHORT_SEED), "--out", str(tmp_path), "--quiet", name],
                           capture_output=True, text=True, timeout=120, check=False)
     assert "atheris is not installed" not in proc.stderr, proc.stderr  # install: pip install -e '.[dev]'
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

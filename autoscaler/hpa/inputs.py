@@ -128,11 +128,17 @@ def _time_field(value: Any, where: str) -> float:
         raise InputError(f"{where}: invalid time {value!r}") from None
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _quantity_milli(value: Any, where: str) -> int:
     try:
-        return milli_value(value)
+        milli = milli_value(value)
     except Exception:
         raise InputError(f"{where}: invalid quantity {value!r}") from None
+    if not -_INT64_MAX <= milli <= _INT64_MAX:
+        raise InputError(f"{where}: quantity {value!r} is out of range (over 2^63-1 thousandths)")
+    return milli
 
 
 def _pod_name(pod: Mapping[str, Any], i: int) -> str:
@@ -194,6 +200,9 @@ def pods_from_v1(pods: Iterable[Mapping[str, Any]], selector: LabelSelector | No
                     err = f"missing request for {res} in container {cname} of Pod {name}"
                 elif val != MISSING:
                     total += val
+                    if not -_INT64_MAX <= total <= _INT64_MAX:
+                        raise InputError(f"Pod {name}: requests.{res} of its containers add up to more"
+                                         " than 2^63-1 thousandths")
             if pod_level:
                 if res in pod_level:
                     total, err = _quantity_milli(pod_level[res], f"Pod {name}: spec.resources.requests.{res}"), None
@@ -269,10 +278,14 @@ class PodMetricsSet:
                 if cname not in cont:
                     cont[cname] = (np.full(n, ABSENT, np.int64), np.full(n, ABSENT, np.int64))
                 cc, mm = cont[cname]
-                cc[i] = MISSING if c is None else int(c)
-                mm[i] = MISSING if m is None else round(m * 1000)
-                c_tot = MISSING if (c is None or c_tot == MISSING) else c_tot + int(c)
-                m_tot = MISSING if (m is None or m_tot == MISSING) else m_tot + round(m * 1000)
+                cv = MISSING if c is None else int(c)
+                mv = MISSING if m is None else round(m * 1000)
+                c_tot = MISSING if (c is None or c_tot == MISSING) else c_tot + cv
+                m_tot = MISSING if (m is None or m_tot == MISSING) else m_tot + mv
+                if not all(-_INT64_MAX <= v <= _INT64_MAX for v in (c_tot, m_tot, cv, mv)):
+                    raise InputError(f"PodMetrics {pod}: container {cname}: usage out of range"
+                                     " (over 2^63-1 thousandths, alone or added to the pod's)")
+                cc[i], mm[i] = cv, mv
             if not cs:
                 c_tot = m_tot = MISSING
             cpu[i], mem[i] = c_tot, m_tot
