@@ -88,6 +88,42 @@ def test_run_active_scales_and_recommend_reports_it(env):
     assert 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"} 6.0' in text
 
 
+def test_recommend_watch_into_a_pipe_appends_whole_tables_and_ends_on_sigterm(env):
+    """Piped (a log file, `| tee`), --watch prints each refresh as a complete table, flushed, with one
+    line per HPA (no folding into 80 columns), and SIGTERM ends it cleanly between refreshes."""
+    import signal
+    import threading
+    import time
+
+    cluster, _ = env
+    proc = subprocess.Popen([sys.executable, "-m", "autoscaler", "recommend", "--kubeconfig", str(cluster.kubeconfig),
+                             "--watch", "--interval", "1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    two_tables = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if sum(x.startswith("HPA ") for x in lines) >= 2 and lines[-1].startswith("web "):
+                two_tables.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert two_tables.wait(60), f"no two tables within 60 s: {lines}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert time.monotonic() - t0 < 10
+    tables = [x for x in lines if x.startswith("HPA ")]
+    rows = [x for x in lines if x.startswith("web ")]
+    assert len(rows) == len(tables) >= 2, lines  # each HPA on one line, under each header
+    assert all(len(x.split()) > 7 and "cpu" in x for x in rows), rows  # the explanation is on that line
+
+
 def _livez(port: int) -> tuple[int, str]:
     import ssl
     import urllib.error

@@ -144,9 +144,29 @@ def render_doc(rows: list[Row], fmt: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, so --watch ends between refreshes with its output complete
+    (a piped table flushed, the live table left on screen) instead of dying mid-write."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True if it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.live import Live
 
     from autoscaler.controller.options import config_from_args
     from autoscaler.k8s.kubeconfig import load_kubeconfig
@@ -154,6 +174,8 @@ async def _run(args: argparse.Namespace) -> int:
     kube = load_kubeconfig(args.kubeconfig or None, args.context)
     rec = Recommender(kube, config_from_args(args), None if args.all_namespaces else args.namespace, args.names)
     console = Console()
+    # a file or a pipe gets whole lines: explanations are not folded into an 80-column width
+    wide = console if console.is_terminal else Console(width=max(console.width, 200))
     try:
         if not args.watch:
             rows = await rec.snapshot()
@@ -161,21 +183,33 @@ async def _run(args: argparse.Namespace) -> int:
                 if not rows:
                     print("No resources found", file=sys.stderr)
                 else:
-                    Console(width=max(console.width, 160) if not console.is_terminal else None).print(
-                        render_table(rows, args.all_namespaces))
+                    wide.print(render_table(rows, args.all_namespaces))
             else:
                 sys.stdout.write(render_doc(rows, args.output) + "\n")
             return 0
-        if args.output != "table":
-            while True:
-                sys.stdout.write(render_doc(await rec.snapshot(), args.output) + "\n---\n")
+        stop = _stop_on_signals()
+        if args.output != "table" or not console.is_terminal:
+            # one whole snapshot per refresh, flushed, as `kubectl get -w` appends to a pipe
+            first = True
+            while not stop.is_set():
+                rows = await rec.snapshot()
+                if args.output != "table":
+                    sys.stdout.write(render_doc(rows, args.output) + "\n---\n")
+                else:
+                    if not first:
+                        wide.print()
+                    wide.print(render_table(rows, args.all_namespaces))
                 sys.stdout.flush()
-                await asyncio.sleep(args.interval)
+                first = False
+                await _wait(stop, args.interval)
+            return 0
+        from rich.live import Live
+
         with Live(render_table(await rec.snapshot(), args.all_namespaces), console=console,
                   auto_refresh=False) as live:
-            while True:
-                await asyncio.sleep(args.interval)
+            while not await _wait(stop, args.interval):
                 live.update(render_table(await rec.snapshot(), args.all_namespaces), refresh=True)
+        return 0
     finally:
         await rec.close()
 
