@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pods per node of the default workload (without -f; default 2)")
     parser.add_argument("--kubeconfig", metavar="PATH", help="also write the admin kubeconfig here")
     parser.add_argument("--state-dir", metavar="DIR",
-                        help="where the PKI and kubeconfigs are written (default: a new temporary directory)")
+                        help="where the PKI (private keys included), kubeconfigs and logs are written, and kept "
+                             "after the stop (default: a new temporary directory, deleted at the stop)")
+    parser.add_argument("--keep-state-dir", action="store_true",
+                        help="keep the temporary state directory after the stop (to read its logs)")
     parser.add_argument("--speed", type=float, default=1.0, metavar="FACTOR",
                         help="virtual time runs FACTOR times faster than real time (default 1); objects then "
                              "carry timestamps ahead of the wall clock, which kubectl shows as <invalid> ages")
@@ -153,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
         return fail(str(exc))
     version_args = version_flags(args.emulated_version, args.feature_gates)
 
+    temporary = not args.state_dir
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="autoscaler-sim-"))
     controller_mode = args.controller_mode or ("dry-run" if real else "active")
     if real:
@@ -217,6 +221,8 @@ def main(args: argparse.Namespace) -> int:
             print("Metrics appear after two scrapes (about 30 s):")
             print("  kubectl top nodes; kubectl top pods -A --containers; kubectl get hpa -w")
             print(f"  autoscaler recommend --kubeconfig {kubeconfig}")
+        for line in first_scale_ups(scenario, args.speed):
+            print(line)
         print("Press Ctrl-C to stop.", flush=True)
         rc = 0
         while not stop.is_set():
@@ -244,4 +250,49 @@ def main(args: argparse.Namespace) -> int:
         await cluster.stop()
         return rc
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        if temporary and not args.keep_state_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            print(f"Deleted the state directory {state_dir} (its private keys and logs); "
+                  "--keep-state-dir keeps it", file=sys.stderr)
+        else:
+            print(f"The state directory {state_dir} is kept; it holds private keys: delete it when done",
+                  file=sys.stderr)
+
+
+def first_scale_ups(scenario, speed: float, horizon: float = 6 * 3600.0) -> list[str]:  # type: ignore[no-untyped-def]
+    """For each HPA on CPU utilization, when its workload's load first asks for more pods than it
+    starts with, so a user knows how long to wait before the first scale-up (the HPA acts one sync
+    period and about two scrapes after that). Noise and CPU limits are left out: it is a forecast."""
+    import numpy as np
+
+    from autoscaler.k8s.quantity import parse_quantity
+    from autoscaler.k8s.timefmt import format_duration
+
+    out = []
+    t = np.arange(0.0, horizon, 5.0)
+    for hpa in scenario.hpas:
+        spec, name = hpa["spec"], hpa["metadata"]["name"]
+        util = next((m["resource"]["target"].get("averageUtilization") for m in spec.get("metrics") or []
+                     if m.get("type") == "Resource" and m["resource"]["name"] == "cpu"
+                     and m["resource"]["target"].get("type") == "Utilization"), None)
+        wl = next((w for w in scenario.workloads if w.name == spec["scaleTargetRef"]["name"]
+                   and w.namespace == hpa["metadata"]["namespace"]), None)
+        if util is None or wl is None:
+            continue
+        request = sum(float(parse_quantity(str(((c.get("resources") or {}).get("requests") or {}).get("cpu", 0))))
+                      for c in wl.containers)
+        pods = min(max(wl.replicas, spec.get("minReplicas", 1)), spec["maxReplicas"])
+        if not request or not pods:
+            continue
+        over = np.flatnonzero(wl.load.demand(t) / (pods * request) > util / 100 * 1.1)  # beyond the tolerance
+        if not len(over):
+            out.append(f"HPA {name}: the load stays within {pods} pods for the first {format_duration(horizon)}")
+            continue
+        at = float(t[over[0]])
+        when = format_duration(at) + (f" of virtual time ({format_duration(at / speed)} wall)" if speed != 1 else "")
+        out.append(f"HPA {name}: the load first asks for more than {pods} pods at {when}; the HPA follows "
+                   "one sync period and about two scrapes later")
+    return out

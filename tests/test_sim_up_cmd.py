@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from sim_fixtures import kubectl
 
 from sim.scenario import ScenarioError, load_scenario, parse_scenario
@@ -56,6 +57,8 @@ def test_sim_up_serves_a_cluster_kubectl_can_use(tmp_path):
         assert f"export KUBECONFIG={kc}" in out, proc.stderr.read() if proc.poll() is not None else out
         assert "metrics-server.kubeconfig" in out
         assert "2 nodes, 2 workloads, 1 HPAs" in out
+        # 1 core over 3 pods x 100m at 50 % from the start (the diurnal peak is at 0s)
+        assert "HPA web: the load first asks for more than 3 pods at 0s" in out
         nodes = kubectl(kc, "get", "nodes")
         assert "worker-1" in nodes and "worker-2" in nodes and "Ready" in nodes
         for _ in range(200):  # until the kubelets report every pod Running (virtual time runs 10×)
@@ -80,6 +83,48 @@ def test_sim_up_serves_a_cluster_kubectl_can_use(tmp_path):
             proc.kill()
             raise
     assert proc.returncode == 0
+    assert (tmp_path / "state" / "metrics-server.kubeconfig").exists()  # a --state-dir given is kept
+    assert "it holds private keys" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_temporary_state_dir_is_deleted_at_the_stop_unless_kept(tmp_path, keep):
+    """The default state directory holds the cluster's private keys: gone at the stop unless asked for."""
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "autoscaler", "sim", "up", "--nodes", "1",
+                             *(["--keep-state-dir"] if keep else [])], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    try:
+        state = None
+        for line in proc.stdout:
+            if line.startswith("State dir:"):
+                state = Path(line.split(":", 1)[1].strip())
+            if line.startswith("Press Ctrl-C"):
+                break
+        assert state is not None and state.parent == tmp_path, proc.stderr.read() if proc.poll() is not None else state
+        assert (state / "pki").exists() or any(state.iterdir())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert state.exists() == keep, err
+    assert ("Deleted the state directory" in err) != keep
+
+
+def test_first_scale_up_forecast():
+    from sim.up_cmd import first_scale_ups
+
+    doc = yaml.safe_load(SCENARIO)
+    doc["workloads"][0]["load"] = {"kind": "diurnal", "min": "100m", "max": "1", "period": "1h", "peak": "30m"}
+    # 3 pods x 100m x 50 % x 1.1 tolerance = 165m: the cosine from 100m reaches it at 5m15s of the hour
+    assert first_scale_ups(parse_scenario(doc), 1) == [
+        "HPA web: the load first asks for more than 3 pods at 5m15s; the HPA follows one sync period and about "
+        "two scrapes later"]
+    assert "at 5m15s of virtual time (31.5s wall)" in first_scale_ups(parse_scenario(doc), 10)[0]
+    doc["workloads"][0]["load"] = {"kind": "constant", "cores": "150m"}
+    assert first_scale_ups(parse_scenario(doc), 1) == ["HPA web: the load stays within 3 pods for the first 6h0m0s"]
 
 
 def test_sim_up_rejects_a_bad_scenario_naming_the_field(tmp_path):
