@@ -119,9 +119,10 @@ def render_text(doc: dict[str, Any]) -> str:
     if scale["from"] is None:
         lines.append(f"HPA {ex.get('hpa')}: cannot read the target's scale: {ex.get('scale', {}).get('error')}")
     elif scale["updated"]:
-        lines.append(f"HPA {ex.get('hpa')}: scale {scale['from']} -> {scale['to']} replicas ({ex.get('reason', '')})")
+        lines.append(f"HPA {ex.get('hpa')}: would scale {scale['from']} -> {scale['to']} replicas "
+                     f"({ex.get('reason', '')})")
     else:
-        lines.append(f"HPA {ex.get('hpa')}: keep {scale['to']} replicas")
+        lines.append(f"HPA {ex.get('hpa')}: would keep {scale['to']} replicas")
     if ex.get("branch") and ex["branch"] != "compute from metrics":
         lines.append(f"  why: {ex['branch']}")
     if ex.get("selector", {}).get("error"):
@@ -151,8 +152,10 @@ def render_text(doc: dict[str, Any]) -> str:
     lim = ex.get("limits", {})
     if "result" in lim:
         lines.append(f"  limits: min {lim['minReplicas']}, max {lim['maxReplicas']} -> {lim['result']} ({lim['reason']})")
+    # the controller's own texts, which assume its write succeeded; offline nothing is written
+    lines.append("  what the controller would write, had its scale update succeeded (nothing is written here):")
     for c in doc["status"].get("conditions", []):
-        lines.append(f"  condition {c['type']}={c['status']} {c.get('reason', '')}: {c.get('message', '')}")
+        lines.append(f"    condition {c['type']}={c['status']} {c.get('reason', '')}: {c.get('message', '')}")
     for e in doc["events"]:
-        lines.append(f"  event {e['type']} {e['reason']}: {e['message']}")
+        lines.append(f"    event {e['type']} {e['reason']}: {e['message']}")
     return "\n".join(lines)
