@@ -148,3 +148,36 @@ def test_fields_the_hpa_kind_lacks_are_refused(trace_file: Path, tmp_path: Path)
     assert p.returncode == 1
     assert f'--hpa {hpa}: strict decoding error: unknown field "spec.metrics[0].resource.target.averageUtilisation"' \
         in p.stderr
+
+
+def test_table_and_html_say_how_many_configurations_they_leave_out(trace_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    p = run("sim", "replay", str(trace_file), "--set", f"{UTIL}=40,45,50,55,60,65,70,75", "--top", "5",
+            "--report", str(out), "--no-progress")
+    assert "the best 5 of 8 configurations are shown (--top)" in p.stdout
+    assert "the best 5 of 8 configurations are shown (--top); all of them are in results.csv" in (
+        out / "report.html").read_text()
+    p = run("sim", "replay", str(trace_file), "--set", f"{UTIL}=40,45", "--top", "5", "--no-progress")
+    assert "configurations are shown" not in p.stdout
+
+
+def test_plot_legends_name_each_run_once_and_every_target(trace_file: Path, tmp_path: Path, monkeypatch) -> None:
+    """Legends read "as given", not "as given (as given)"; the recorded run is drawn beneath the others
+    (wider) so an identical replay does not hide it; each configuration's target has its own line."""
+    from sim.replay import plots
+    from sim.replay.engine import Timeline
+
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, plt, path: figures.setdefault(path.name, fig) and path)
+    n = 8
+    load = type("Load", (), {"times": START + 15.0 * np.arange(n), "demand": np.full(n, 1.2), "usage": np.full(n, 1.2),
+                             "throttled_steps": 0, "cpu_request": 0.25, "namespace": "shop", "name": "web"})()
+    tl = Timeline(load.times, replicas=np.full(n, 4), pods=np.full(n, 4), ready=np.full(n, 4))
+    runs = {"recorded": ("recorded", tl), "as given": ("as given", tl), "best": ("util=70", tl)}
+    plots.plot_all(load, runs, {"as given": 0.6, "best": 0.7}, tmp_path)
+    legend = {name: [t.get_text() for t in fig.axes[0].get_legend().get_texts()] for name, fig in figures.items()}
+    assert legend["replicas.png"] == ["recorded", "as given", "best (util=70)"]
+    assert "target 60% (as given)" in legend["utilization.png"] and "target 70% (best)" in legend["utilization.png"]
+    lines = {ln.get_label(): ln for ln in figures["replicas.png"].axes[0].get_lines()}
+    assert lines["recorded"].get_linewidth() > lines["as given"].get_linewidth()
+    assert lines["recorded"].get_zorder() < lines["as given"].get_zorder()

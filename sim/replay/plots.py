@@ -10,6 +10,15 @@ from sim.replay.engine import Timeline
 from sim.replay.load import WorkloadLoad
 
 COLORS = {"recorded": "#555555", "as given": "#1f77b4", "best": "#d62728"}
+#: the recorded run is drawn wide and pale beneath the replays, so a replay that matches it exactly
+#: (the HPA as given often does) still shows both lines; the best one is dashed over the one as given
+STYLE = {"recorded": {"lw": 3.2, "alpha": 0.4, "zorder": 1}, "as given": {"lw": 1.1, "alpha": 0.9, "zorder": 2},
+         "best": {"lw": 1.1, "alpha": 0.9, "zorder": 3, "ls": "--"}}
+
+
+def _name(role: str, label: str) -> str:
+    """Legend text: the role, and the configuration when it says more than the role."""
+    return role if label == role else f"{role} ({label})"
 
 
 def _x(times: np.ndarray) -> np.ndarray:
@@ -38,9 +47,10 @@ def _save(fig, plt, path: Path) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-def plot_all(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]], target: float | None, out: Path
-             ) -> dict[str, Path]:
-    """Write the three plots to ``out``; ``runs`` maps a role (recorded/as given/best) to (label, timeline)."""
+def plot_all(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]], targets: dict[str, float | None],
+             out: Path) -> dict[str, Path]:
+    """Write the three plots to ``out``; ``runs`` maps a role (recorded/as given/best) to (label, timeline),
+    ``targets`` a role to its HPA's CPU utilization target (a fraction), drawn once per distinct value."""
     out.mkdir(parents=True, exist_ok=True)
     x = _x(load.times)
     r = load.cpu_request or 0.0
@@ -51,8 +61,8 @@ def plot_all(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]], target: 
     if load.throttled_steps:
         ax.plot(x, load.usage, color="black", lw=0.6, ls=":", label="recorded usage")
     for role, (label, tl) in runs.items():
-        ax.step(x, tl.ready * r, where="post", color=COLORS.get(role), lw=1.0, alpha=0.85,
-                label=f"{role}: ready capacity ({label})" if role != "recorded" else "recorded: ready capacity")
+        ax.step(x, tl.ready * r, where="post", color=COLORS.get(role), **STYLE.get(role, {}),
+                label=f"ready capacity: {_name(role, label)}")
     ax.set_ylabel("cores")
     ax.set_title(f"Demand against provisioned capacity (ready pods x CPU request) — {load.namespace}/{load.name}")
     ax.legend(loc="upper left", fontsize=8)
@@ -60,8 +70,8 @@ def plot_all(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]], target: 
 
     fig, ax, plt = _figure()
     for role, (label, tl) in runs.items():
-        ax.step(x, tl.replicas, where="post", color=COLORS.get(role), lw=1.1, alpha=0.9,
-                label=role if role == "recorded" else f"{role} ({label})")
+        ax.step(x, tl.replicas, where="post", color=COLORS.get(role), **STYLE.get(role, {}),
+                label=_name(role, label))
     ax.set_ylabel("replicas")
     ax.set_title("Replicas over time")
     ax.legend(loc="upper left", fontsize=8)
@@ -72,10 +82,15 @@ def plot_all(load: WorkloadLoad, runs: dict[str, tuple[str, Timeline]], target: 
         cap = tl.ready * r
         with np.errstate(divide="ignore", invalid="ignore"):
             util = np.where(cap > 0, load.demand / cap * 100, np.nan)
-        ax.plot(x, util, color=COLORS.get(role), lw=0.8, alpha=0.85,
-                label=role if role == "recorded" else f"{role} ({label})")
-    if target:
-        ax.axhline(target * 100, color="green", ls="--", lw=1.0, label=f"target {target * 100:.0f}%")
+        ax.plot(x, util, color=COLORS.get(role), **{**STYLE.get(role, {}), "lw": STYLE.get(role, {}).get("lw", 1) * 0.8},
+                label=_name(role, label))
+    drawn: dict[float, list[str]] = {}
+    for role, target in targets.items():
+        if target:
+            drawn.setdefault(target, []).append(role)
+    for target, roles in drawn.items():
+        ax.axhline(target * 100, color=COLORS.get(roles[-1], "green"), ls=":", lw=1.2,
+                   label=f"target {target * 100:.0f}% ({', '.join(roles)})")
     ax.set_ylabel("CPU utilization of requests (%)")
     ax.set_title("Utilization against target")
     ax.legend(loc="upper left", fontsize=8)

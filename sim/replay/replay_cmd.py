@@ -260,7 +260,10 @@ def _run(args: argparse.Namespace) -> int:
             # The engine is deterministic: replaying the winner again gives the timeline its scores came from.
             best_tl = best.timeline or replay_config(load, best, dispersion=args.dispersion, seed=args.seed)
             runs["best"] = (best.label, best_tl)
-        images = plot_all(load, runs, hpa_target(best.hpa), out)  # type: ignore[arg-type]
+        targets = {"as given": hpa_target(base.hpa)}
+        if ranked:
+            targets["best"] = hpa_target(best.hpa)
+        images = plot_all(load, runs, targets, out)  # type: ignore[arg-type]
         (out / "results.json").write_text(rep.to_json(items), encoding="utf-8")
         (out / "results.csv").write_text(rep.to_csv(items), encoding="utf-8")
         (out / "timeline.csv").write_text(rep.timeline_csv(load, runs), encoding="utf-8")  # type: ignore[arg-type]

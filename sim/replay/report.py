@@ -147,11 +147,18 @@ def table_rows(items: list[dict[str, Any]], top: int) -> list[tuple[str, str, li
     return rows
 
 
+def shown_note(items: list[dict[str, Any]], top: int) -> str:
+    """Says how many of the sweep's valid configurations the table leaves out ('' when none)."""
+    valid = sum(1 for it in items if it["kind"] == "sweep" and not it.get("error"))
+    return f"the best {top} of {valid} configurations are shown (--top)" if valid > top else ""
+
+
 def render_table(items: list[dict[str, Any]], top: int, objective: str, file: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"Replay results (objective: {objective}; lower is better)", header_style="bold")
+    t = Table(title=f"Replay results (objective: {objective}; lower is better)", header_style="bold",
+              caption=shown_note(items, top) or None)
     t.add_column("#", justify="right")
     t.add_column("configuration", no_wrap=True)
     t.add_column("objective", justify="right")
@@ -212,6 +219,8 @@ tr.best td{{background:#e8f6e8;font-weight:600}} tr.rec td{{color:#666}} img{{ma
 <table>{facts}</table>
 <h2>Configurations (objective: {html.escape(objective)}; lower is better)</h2>
 <table><tr><th>#</th><th class=l>configuration</th>{heads}</tr>{"".join(body_rows)}</table>
+{f"<p>{html.escape(shown_note(items, top))}; all of them are in results.csv and results.json</p>"
+ if shown_note(items, top) else ""}
 {f"<h3>Invalid configurations</h3><ul>{invalid}</ul>" if invalid else ""}
 <h2>Plots</h2>{"".join(imgs)}
 <h2>Model assumptions</h2><ul>{notes}</ul>
