@@ -33,7 +33,7 @@ from autoscaler.k8s.quantity import format_milli
 from autoscaler.k8s.selectors import SelectorError, parse_label_selector
 from autoscaler.k8s.status import ApiError, bad_request, internal
 from autoscaler.k8s.timefmt import format_time
-from autoscaler.server.authn import Authenticator, Headers
+from autoscaler.server.authn import Authenticator, Headers, peer_certificate
 from autoscaler.server.authz import Authorizer, denial, request_attributes
 from sim.external_series import ExternalSeries
 
@@ -86,12 +86,9 @@ class ExternalMetricsServer:
     @web.middleware
     async def _security(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                         ) -> web.StreamResponse:
-        transport = request.transport
-        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
-        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         attrs = request_attributes(request.method, request.path, request.query)
         try:
-            user = await self.authn.authenticate(der, Headers(request.headers.items()), request.path)
+            user = await self.authn.authenticate(peer_certificate(request), Headers(request.headers.items()), request.path)
             allowed, reason, _ = await self.authz.authorize(user, attrs)
             if not allowed:
                 raise denial(user, attrs, reason)

@@ -24,7 +24,7 @@ from autoscaler.api.render import GROUP, VERSIONS, single
 from autoscaler.api.resources import MetricsResources
 from autoscaler.api.tables import to_partial_metadata, to_table
 from autoscaler.k8s.status import ApiError, internal, method_not_allowed, too_many_requests
-from autoscaler.server.authn import Authenticator, Headers
+from autoscaler.server.authn import Authenticator, Headers, peer_certificate
 from autoscaler.server.authz import Attributes, Authorizer, denial, request_attributes
 from autoscaler.server.health import HealthEndpoint
 from autoscaler.server.identity import UserInfo
@@ -54,17 +54,6 @@ def status_response(err: ApiError) -> web.Response:
 
 def _not_found_path() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource", {})
-
-
-def _peer_cert(request: web.Request) -> bytes | None:
-    transport = request.transport
-    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
-    if sslobj is None:
-        return None
-    try:
-        return sslobj.getpeercert(binary_form=True)
-    except ValueError:
-        return None
 
 
 class MetricsServerApp:
@@ -115,7 +104,7 @@ class MetricsServerApp:
         user: UserInfo | None = None
         try:
             try:
-                user = await self.authn.authenticate(_peer_cert(request), Headers(request.headers.items()), path)
+                user = await self.authn.authenticate(peer_certificate(request), Headers(request.headers.items()), path)
             except ApiError:
                 AUTHN_ATTEMPTS.labels("failure", "").inc()
                 log.info("Unable to authenticate the request", path=path, remote=request.remote)

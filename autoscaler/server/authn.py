@@ -78,6 +78,43 @@ class Headers:
         return [(orig[len(prefix):], v) for k, orig, v in self._items if k.startswith(p)]
 
 
+def identity_from_headers(rh: RequestHeaderConfig, headers: Headers) -> UserInfo | None:
+    """The user a trusted front proxy names in its request headers (X-Remote-User and friends, as
+    configured); None without a user name. As k8s.io/apiserver's requestheader authenticator: a
+    name or uid is the first value of the first header that has a non-empty one, empty group
+    values are dropped, extra keys are lower-cased, then percent-decoded."""
+    name = _first_value(headers, rh.username_headers)
+    if not name:
+        return None
+    groups = tuple(v for h in rh.group_headers for v in headers.getall(h) if v)
+    extra: dict[str, list[str]] = {}
+    for prefix in rh.extra_prefixes:
+        for raw_key, v in headers.with_prefix(prefix):
+            extra.setdefault(unquote(raw_key.lower()), []).append(v)
+    uid = _first_value(headers, rh.uid_headers)
+    return UserInfo(name, groups, {k: tuple(v) for k, v in extra.items()}, uid, method="requestheader")
+
+
+def _first_value(headers: Headers, names: Iterable[str]) -> str:
+    for h in names:
+        values = headers.getall(h)
+        if values and values[0]:
+            return values[0]
+    return ""
+
+
+def peer_certificate(request: Any) -> bytes | None:
+    """The DER client certificate of an aiohttp request over TLS, or None."""
+    transport = getattr(request, "transport", None)
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if sslobj is None:
+        return None
+    try:
+        return sslobj.getpeercert(binary_form=True)
+    except ValueError:  # the handshake has not finished (or the connection is closing)
+        return None
+
+
 class Authenticator:
     """Turns a request's certificate, headers and token into a :class:`UserInfo` or a 401."""
 
@@ -136,7 +173,7 @@ class Authenticator:
             self._certs.put(key, cached, 60.0)
         kind, x509_user = cached
         if kind == "proxy":
-            user = self._from_headers(rh, headers)
+            user = identity_from_headers(rh, headers)
             if user is not None:
                 return user
         if x509_user is not None:
@@ -171,19 +208,6 @@ class Authenticator:
             except ClientCertError:
                 pass
         return (kind, user)
-
-    @staticmethod
-    def _from_headers(rh: RequestHeaderConfig, headers: Headers) -> UserInfo | None:
-        name = next((v for h in rh.username_headers for v in headers.getall(h) if v), "")
-        if not name:
-            return None
-        groups = tuple(v for h in rh.group_headers for v in headers.getall(h))
-        extra: dict[str, list[str]] = {}
-        for prefix in rh.extra_prefixes:
-            for raw_key, v in headers.with_prefix(prefix):
-                extra.setdefault(unquote(raw_key).lower(), []).append(v)
-        uid = next((v for h in rh.uid_headers for v in headers.getall(h) if v), "")
-        return UserInfo(name, groups, {k: tuple(v) for k, v in extra.items()}, uid, method="requestheader")
 
     async def _from_token(self, headers: Headers) -> UserInfo | None:
         auth = next(iter(headers.getall("Authorization")), "")

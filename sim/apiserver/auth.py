@@ -53,13 +53,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote
 
 from cryptography import x509
 
 from autoscaler.k8s import status as st
 from autoscaler.k8s.certs import ClientCertError, common_name, organizations, verify_client_cert
 from autoscaler.k8s.timefmt import format_time
+from autoscaler.server.authn import Headers, RequestHeaderConfig, identity_from_headers, peer_certificate
 from sim.apiserver.tokens import TokenError, TokenIssuer, validate_against_store
 
 AUTHENTICATED = "system:authenticated"
@@ -68,11 +68,9 @@ ANONYMOUS = "system:anonymous"
 MASTERS = "system:masters"
 CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 
-# kube-apiserver's requestheader defaults (what it publishes in extension-apiserver-authentication).
-USERNAME_HEADERS = ("X-Remote-User",)
-GROUP_HEADERS = ("X-Remote-Group",)
-EXTRA_HEADER_PREFIXES = ("X-Remote-Extra-",)
-UID_HEADERS = ("X-Remote-Uid",)
+# kube-apiserver's requestheader defaults (what it publishes in extension-apiserver-authentication);
+# the front-proxy CA itself is checked by _classify_cert, so the config carries only the header names.
+REQUESTHEADER = RequestHeaderConfig(uid_headers=("X-Remote-Uid",))
 ALLOWED_NAMES = ("front-proxy-client",)
 
 
@@ -217,47 +215,19 @@ class Authenticator:
                     self._cert_cache.popitem(last=False)
         return result
 
-    @staticmethod
-    def _peer_cert(request: Any) -> bytes | None:
-        transport = getattr(request, "transport", None)
-        if transport is None:
-            return None
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return None
-        return ssl_object.getpeercert(binary_form=True)
-
     def user_from_headers(self, headers: Any) -> UserInfo | None:
         """The requestheader identity (X-Remote-*) of a request from an authenticated front proxy."""
-        username = ""
-        for h in USERNAME_HEADERS:
-            username = (headers.get(h) or "").strip()
-            if username:
-                break
-        if not username:
+        user = identity_from_headers(REQUESTHEADER, Headers(headers.items()))
+        if user is None:
             return None
-        groups: list[str] = []
-        for h in GROUP_HEADERS:
-            groups.extend(v for v in headers.getall(h, []) if v)
-        uid = ""
-        for h in UID_HEADERS:
-            uid = (headers.get(h) or "").strip()
-            if uid:
-                break
-        extra: dict[str, list[str]] = {}
-        for name, value in headers.items():
-            for prefix in EXTRA_HEADER_PREFIXES:
-                if name.lower().startswith(prefix.lower()):
-                    key = unquote(name[len(prefix):].lower())
-                    extra.setdefault(key, []).append(value)
-        return UserInfo(username, uid, tuple(groups), {k: tuple(v) for k, v in extra.items()})
+        return UserInfo(user.name, user.uid, user.groups, user.extra)
 
     # -- the entry points -----------------------------------------------------------------------------
 
     def authenticate(self, request: Any) -> UserInfo | None:
         """The user behind an aiohttp request, or None (→ 401 Unauthorized)."""
         presented = False
-        der = self._peer_cert(request)
+        der = peer_certificate(request)
         if der:
             presented = True
             kind, value = self._classify_cert(der)
