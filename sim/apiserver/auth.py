@@ -45,7 +45,9 @@ only matches non-resource requests; a rule naming neither matches both. A policy
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -72,6 +74,7 @@ CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 # the front-proxy CA itself is checked by _classify_cert, so the config carries only the header names.
 REQUESTHEADER = RequestHeaderConfig(uid_headers=("X-Remote-Uid",))
 ALLOWED_NAMES = ("front-proxy-client",)
+AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
 
 
 @dataclass(frozen=True)
@@ -605,3 +608,36 @@ def review_self(user: UserInfo, body: dict[str, Any] | None = None) -> dict[str,
     meta["creationTimestamp"] = format_time(time.time())  # kube-apiserver stamps the review
     return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": meta,
             "status": {"userInfo": user.to_api()}}
+
+
+def _go_json(items: list[str]) -> str:
+    return json.dumps(items, separators=(",", ":"))  # Go's json.Marshal: no spaces
+
+
+def publish_authentication_configmap(store: Any, pki: Any) -> None:
+    """Writes kube-system/extension-apiserver-authentication as kube-apiserver publishes it."""
+    ns, name = AUTH_CONFIGMAP
+    rh = REQUESTHEADER
+    data = {
+        "client-ca-file": pki.ca.cert_pem.decode(),
+        "requestheader-allowed-names": _go_json(list(ALLOWED_NAMES)),
+        "requestheader-client-ca-file": pki.front_proxy_ca.cert_pem.decode(),
+        "requestheader-extra-headers-prefix": _go_json(list(rh.extra_prefixes)),
+        "requestheader-group-headers": _go_json(list(rh.group_headers)),
+        "requestheader-uid-headers": _go_json(list(rh.uid_headers)),
+        "requestheader-username-headers": _go_json(list(rh.username_headers)),
+    }
+    existing = store.try_get("configmaps", ns, name)
+    if existing is None:
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
+        try:
+            store.create("configmaps", obj)
+            return
+        except st.ApiError as exc:
+            if exc.code != 409:
+                raise
+            existing = store.try_get("configmaps", ns, name)
+    if existing is not None and existing.get("data") != data:
+        updated = copy.deepcopy(existing)
+        updated["data"] = data
+        store.update("configmaps", updated)

@@ -38,7 +38,7 @@ from yarl import URL
 
 from autoscaler.k8s import status as st
 
-from .aggregation import HOP_BY_HOP, NOT_FORWARDED, load_client_cert, relay_head
+from .aggregator_proxy import HOP_BY_HOP, NOT_FORWARDED, load_client_cert, relay_head
 from .requestinfo import RequestInfo
 
 log = structlog.get_logger(__name__)
