@@ -22,10 +22,10 @@ from autoscaler.hpa.normalize import (
     HPAState,
     Recommendation,
     ScaleEvent,
-    _stabilize_legacy,
-    _stabilize_with_behavior,
     convert_legacy,
     convert_with_behavior,
+    stabilize_legacy,
+    stabilize_with_behavior,
     store_scale_event,
 )
 from autoscaler.hpa.spec import CompiledHPA, MetricSpec, Rules, compile_hpa, go_label_selector_string
@@ -766,7 +766,7 @@ def _ambiguous_message(selector: str, selecting: list[str], cfg: ControllerConfi
 def _normalize_legacy(h: CompiledHPA, st: HPAState, current: int, desired: int, min_r: int, cfg: ControllerConfig,
                       now: float, conds: _Conditions, ex: dict[str, Any] | None) -> int:
     assert st.recommendations is not None
-    stabilized, considered = _stabilize_legacy(st.recommendations, desired, now, cfg.downscale_stabilization,
+    stabilized, considered = stabilize_legacy(st.recommendations, desired, now, cfg.downscale_stabilization,
                                                ex is not None)
     if stabilized != desired:
         conds.set("AbleToScale", "True", "ScaleDownStabilized",
@@ -794,7 +794,7 @@ def _normalize_behavior(h: CompiledHPA, st: HPAState, current: int, desired: int
     down: Rules = h.behavior["down"]
     down_window = down.window if down.window is not None else int(cfg.downscale_stabilization)
     up_window = up.window if up.window is not None else 0
-    stabilized, reason, msg, info = _stabilize_with_behavior(st.recommendations, current, desired, now,
+    stabilized, reason, msg, info = stabilize_with_behavior(st.recommendations, current, desired, now,
                                                              up_window, down_window, ex is not None)
     if stabilized != desired:
         conds.set("AbleToScale", "True", reason, msg)

@@ -117,20 +117,12 @@ class HPAState:
 # --- legacy path (spec.behavior == nil) ----------------------------------------------------
 
 
-def stabilize_legacy(recs: list[Recommendation], desired: int, now: float, window: float
+def stabilize_legacy(recs: list[Recommendation], desired: int, now: float, window: float, explain: bool = True
                      ) -> tuple[int, list[dict[str, Any]]]:
     """Max of ``desired`` and every recommendation not older than the window; record ``desired``.
 
-    Returns (stabilized, considered entries) and updates ``recs`` in place: the new entry
-    overwrites the last entry older than the window, else it is appended.
-    """
-    return _stabilize_legacy(recs, desired, now, window, True)
-
-
-def _stabilize_legacy(recs: list[Recommendation], desired: int, now: float, window: float, explain: bool
-                      ) -> tuple[int, list[dict[str, Any]]]:
-    """:func:`stabilize_legacy`; the considered entries are only listed when ``explain``.
-
+    Returns (stabilized, considered entries; listed only when ``explain``) and updates ``recs`` in
+    place: the new entry overwrites the last entry older than the window, else it is appended.
     Entries are replaced, never modified, so a history list may share its entries with a copy.
     """
     cutoff = now - window
@@ -175,20 +167,13 @@ def convert_legacy(current: int, desired: int, min_r: int, max_r: int, factor: f
 
 
 def stabilize_with_behavior(recs: list[Recommendation], current: int, desired: int, now: float,
-                            up_window: float, down_window: float) -> tuple[int, str, str, dict[str, Any]]:
+                            up_window: float, down_window: float, explain: bool = True
+                            ) -> tuple[int, str, str, dict[str, Any]]:
     """Clamp ``current`` into [min of recent up-window entries, max of recent down-window entries].
 
-    Records ``desired``: it overwrites the last entry older than both cutoffs, else is appended.
-    """
-    return _stabilize_with_behavior(recs, current, desired, now, up_window, down_window, True)
-
-
-def _stabilize_with_behavior(recs: list[Recommendation], current: int, desired: int, now: float,
-                             up_window: float, down_window: float, explain: bool
-                             ) -> tuple[int, str, str, dict[str, Any]]:
-    """:func:`stabilize_with_behavior`; the ``info`` dict is empty unless ``explain``.
-
-    Entries are replaced, never modified, so a history list may share its entries with a copy.
+    Records ``desired``: it overwrites the last entry older than both cutoffs, else is appended;
+    entries are replaced, never modified, so a history list may share its entries with a copy.
+    The ``info`` dict is empty unless ``explain``.
     """
     up_cut, down_cut = now - up_window, now - down_window
     up_rec = down_rec = desired

@@ -146,15 +146,6 @@ def organizations(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
 
 
-def subject_of(cert_der_or_pem: bytes) -> tuple[str, list[str]]:
-    """(CN, [O...]) of a certificate: the user and groups Kubernetes derives from a client cert."""
-    if cert_der_or_pem.startswith(b"-----"):
-        cert = x509.load_pem_x509_certificate(cert_der_or_pem)
-    else:
-        cert = x509.load_der_x509_certificate(cert_der_or_pem)
-    return common_name(cert), list(organizations(cert))
-
-
 class ClientCertError(Exception):
     """A presented client certificate was refused (Go x509's wording)."""
 

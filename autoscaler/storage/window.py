@@ -433,14 +433,6 @@ class WindowStore:
                 }
             return {"namespace": namespace, "name": pod, "node": p.node.name, "containers": containers}
 
-    def node_series(self, node: str) -> dict:
-        with self._lock:
-            e = self._nodes.get(node)
-            if e is None or e.row < 0:
-                return {}
-            ts, cpu, mem = self._node_rings.history(e.row)
-            return {"name": node, "timestamp": ts / _US, "cpu": cpu / 1e9, "memory": mem.astype(np.float64)}
-
     @property
     def stats(self) -> dict:
         """Series counts, servable points (metrics_server_storage_points) and bytes held."""
