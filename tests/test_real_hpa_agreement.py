@@ -60,9 +60,10 @@ def _record_argv(tier, trace: Path) -> list[str]:
     ca.write_bytes(tier.cluster.pki.ca.cert_pem)
     return [sys.executable, "-m", "autoscaler", "record", "-f", str(trace), "--duration", f"{OBSERVE:g}s",
             # a user's credentials: metrics-server's ServiceAccount may not list Deployments (RBAC)
-            "--kubeconfig", str(tier.kubeconfig), "-n", "default", "--kubelet-use-node-status-port",
-            "--kubelet-certificate-authority", str(ca), "--metric-resolution", f"{RESOLUTION:g}s",
-            "--kubelet-request-timeout", "5s", "--no-progress", "--log-format", "json"]
+            "--kubeconfig", str(tier.kubeconfig), "-n", "default",
+            # the samples kcm read: PodMetrics from metrics.k8s.io, served by `autoscaler run`
+            "--metrics-source", "metrics-api", "--metric-resolution", f"{RESOLUTION:g}s",
+            "--no-progress", "--log-format", "json"]
 
 
 @pytest.fixture(scope="module")

@@ -131,3 +131,37 @@ def test_an_interrupted_recording_still_writes_its_trace(tmp_path):
         assert len(web.pods) == 2 and all(c.t.size for p in web.pods for c in p.containers)
     finally:
         cluster.stop()
+
+
+def test_pod_metrics_give_back_exactly_the_rates_the_metrics_api_served():
+    """--metrics-source=metrics-api: each PodMetrics sample once, at its own time, with the rate and
+    working set served (the first over its window), even across a missed poll; unknown pods wait."""
+    import numpy as np
+
+    from autoscaler.k8s.timefmt import format_time
+    from sim.replay.recorder import TraceRecorder
+
+    rec = TraceRecorder(15.0)
+    pod = {"metadata": {"name": "web-1", "namespace": "shop", "creationTimestamp": "2023-11-14T22:00:00Z",
+                        "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": True}]},
+           "spec": {"containers": [{"name": "app"}]}, "status": {"phase": "Running"}}
+    t0 = 1_700_000_000.0
+    served = [0.120, 0.250, 0.250, 0.900, 0.035, 0.500]
+
+    def metrics(k: int, name: str = "web-1") -> dict:
+        return {"metadata": {"name": name, "namespace": "shop"}, "timestamp": format_time(t0 + 15.0 * k),
+                "window": "15s", "containers": [{"name": "app", "usage": {
+                    "cpu": f"{round(served[k] * 1e9)}n", "memory": f"{100 + k}Mi"}}]}
+
+    rec.observe_pod_metrics([metrics(0)])  # the pod is not known yet: skipped, and read at the next poll
+    rec.observe_pods([pod], t0)
+    for k in range(6):
+        if k == 3:
+            continue  # a missed poll: sample 3 is never seen, sample 4 is over 30 s since sample 2
+        rec.observe_pod_metrics([metrics(k), metrics(k, "not-a-known-pod")])
+        rec.observe_pod_metrics([metrics(k)])  # polled again before the next scrape: kept once
+    (container,) = rec.trace().workloads[0].pods[0].containers
+    kept = [0, 1, 2, 4, 5]
+    np.testing.assert_allclose(container.t, [t0 + 15.0 * k for k in kept])
+    np.testing.assert_allclose(container.cpu, [served[k] for k in kept], rtol=1e-12)
+    np.testing.assert_allclose(container.memory, [(100 + k) * 2**20 for k in kept])

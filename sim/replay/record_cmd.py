@@ -1,10 +1,12 @@
 """Record a load trace from a cluster (real or emulated) for `autoscaler sim replay`.
 
-`autoscaler record -f TRACE` runs its own metrics collector (the same scraper and window store as
-`autoscaler run`, with metrics-server's kubelet flags) and watches Pods, Deployments,
-StatefulSets and HorizontalPodAutoscalers; it records per-container CPU and memory samples, pod
-lifecycle, requests and limits, replica counts and HPA specs, and writes the trace when
---duration has passed or on Ctrl-C. The output format follows the file name: native
+`autoscaler record -f TRACE` watches Pods, Deployments, StatefulSets and HorizontalPodAutoscalers
+and records per-container CPU and memory samples, pod lifecycle, requests and limits, replica
+counts and HPA specs; it writes the trace when --duration has passed or on Ctrl-C. The samples
+come from its own metrics collector (the same scraper and window store as `autoscaler run`, with
+metrics-server's kubelet flags), or with --metrics-source=metrics-api from the cluster's
+metrics.k8s.io (metrics-server or `autoscaler run`): the very values the cluster's HPAs read,
+and no kubelet access needed. The output format follows the file name: native
 (.json / .json.gz, docs/trace-format.md) or long CSV (.csv / .csv.gz).
 
 `autoscaler record --convert IN -f OUT` converts between the two formats instead.
@@ -18,6 +20,7 @@ import sys
 from autoscaler.k8s.timefmt import duration_flag
 
 HELP = __doc__ or ""
+SOURCES = ("kubelets", "metrics-api")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=duration_flag, default=3600.0,
                    help="how long to record (default 1h0m0s); Ctrl-C or SIGTERM ends early and still writes the trace")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
+    p.add_argument("--metrics-source", choices=SOURCES, default="kubelets",
+                   help="where samples come from: 'kubelets' (default) scrapes every kubelet as metrics-server "
+                        "does (the --kubelet-* flags apply); 'metrics-api' polls metrics.k8s.io PodMetrics, "
+                        "the values the cluster's HPAs read, every quarter --metric-resolution")
     add_scrape_flags(p)
 
 
@@ -51,10 +58,17 @@ def main(args: argparse.Namespace) -> int:
     import asyncio
 
     from autoscaler.k8s.kubeconfig import KubeConfigError, load_kubeconfig
-    from autoscaler.scraper.options import options_from_args
+    from autoscaler.k8s.timefmt import format_duration
+    from autoscaler.scraper.options import MIN_RESOLUTION, ScrapeOptions, options_from_args
 
     try:
-        options = options_from_args(args)
+        if args.metrics_source == "kubelets":
+            options = options_from_args(args)
+        elif args.metric_resolution < MIN_RESOLUTION:
+            raise ValueError(f"metric-resolution should be a time duration at least {format_duration(MIN_RESOLUTION)}")
+        else:  # the kubelet flags do not apply: the resolution is the trace's step and sets the poll period
+            options = ScrapeOptions(metric_resolution=args.metric_resolution,
+                                    metric_history=max(args.metric_history, args.metric_resolution))
         kube = load_kubeconfig(args.kubeconfig, args.context)
     except (ValueError, KubeConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -85,7 +99,7 @@ async def _record_until_signal(kube, options, args: argparse.Namespace):  # type
     progress = None if args.no_progress or not sys.stderr.isatty() else _ProgressBar(args.duration)
     try:
         return await record(kube, options, args.duration, args.namespace, stop=stop,
-                            on_observe=progress.update if progress else None)
+                            on_observe=progress.update if progress else None, source=args.metrics_source)
     finally:
         if progress is not None:
             progress.close()
@@ -102,8 +116,8 @@ class _ProgressBar:
         self._task = self._bar.add_task("record", total=duration, what="")
         self._bar.start()
 
-    def update(self, elapsed: float, pods: int, samples: int, failed: int) -> None:
-        what = f"{pods} pods, {samples:,} samples" + (f", {failed} nodes failing" if failed else "")
+    def update(self, elapsed: float, pods: int, samples: int, failing: str) -> None:
+        what = f"{pods} pods, {samples:,} samples" + (f", {failing}" if failing else "")
         self._bar.update(self._task, completed=elapsed, what=what)
 
     def close(self) -> None:
@@ -116,25 +130,22 @@ def _hms(seconds: float) -> str:
 
 
 async def record(kube, options, duration: float, namespace: str | None = None, *,  # type: ignore[no-untyped-def]
-                 clock=None, stop=None, on_observe=None):  # type: ignore[no-untyped-def]
+                 clock=None, stop=None, on_observe=None, source: str = "kubelets"):  # type: ignore[no-untyped-def]
     """Collect for ``duration`` seconds of ``clock`` (Unix seconds; default wall time) and return the trace.
 
-    ``stop`` (an asyncio.Event) ends the recording early; ``on_observe(elapsed, pods, samples,
-    failing nodes)`` is called after every poll (the progress bar).
+    ``source`` is ``kubelets`` (our own collector and window store) or ``metrics-api`` (PodMetrics
+    polled from metrics.k8s.io). ``stop`` (an asyncio.Event) ends the recording early;
+    ``on_observe(elapsed, pods, samples, what is failing)`` is called after every poll (the progress bar).
     """
     import asyncio
     import contextlib
     import time
 
     from autoscaler.k8s.informer import Informer
-    from autoscaler.scraper.collector import Collector
-    from autoscaler.storage.window import WindowStore
     from sim.replay.recorder import TraceRecorder
 
     now = clock or time.time
     stop = stop or asyncio.Event()
-    storage = WindowStore(options.metric_resolution, options.metric_history)
-    collector = Collector(options, storage, kube, clock=now)
     prefix = f"/namespaces/{namespace}" if namespace else ""
     informers = {
         "pods": Informer(kube, f"/api/v1{prefix}/pods", name="pods"),
@@ -143,6 +154,8 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
         "hpas": Informer(kube, f"/apis/autoscaling/v2{prefix}/horizontalpodautoscalers", name="hpas"),
     }
     rec = TraceRecorder(options.metric_resolution, namespace)
+    usage = (_MetricsAPISource(kube, f"/apis/metrics.k8s.io/v1beta1{prefix}/pods", rec) if source == "metrics-api"
+             else _KubeletSource(kube, options, rec, now))
 
     def workload_changed(kind: str):  # type: ignore[no-untyped-def]
         # spec.replicas is recorded when it changes, not at the next poll (the replay takes the
@@ -155,39 +168,109 @@ async def record(kube, options, duration: float, namespace: str | None = None, *
     informers["deployments"].add_handler(workload_changed("Deployment"))
     informers["statefulsets"].add_handler(workload_changed("StatefulSet"))
     tasks = [asyncio.create_task(inf.run(stop)) for inf in informers.values()]
-    tasks.append(asyncio.create_task(collector.run(stop)))
+    tasks += usage.start(stop)
     t_start = now()
     t_end = t_start + duration
-    loop = asyncio.get_running_loop()
 
-    def observe() -> None:
+    async def observe() -> None:
         t = now()
         rec.observe_pods(informers["pods"].items(), t)
         wls = [dict(o, kind="Deployment") for o in informers["deployments"].items()]
         wls += [dict(o, kind="StatefulSet") for o in informers["statefulsets"].items()]
         rec.observe_workloads(wls, informers["hpas"].items(), t)
-        rec.observe_usage(storage)
+        await usage.observe()
         if on_observe is not None:
-            cycle = collector.last_cycle
-            on_observe(min(t - t_start, duration), len(rec.pods), rec.samples, cycle.failed if cycle else 0)
+            on_observe(min(t - t_start, duration), len(rec.pods), rec.samples, usage.failing())
 
     try:
         for what, inf in informers.items():
             if not await inf.wait_synced(30.0):
                 # e.g. RBAC: without Deployments the trace has no spec.replicas, without HPAs no HPA
                 print(f"warning: cannot list {what} (see the log); the trace will lack them", file=sys.stderr)
-        # Poll well inside the store's history so no sample is lost.
-        period = max(1.0, min(options.metric_resolution, options.metric_history / 4))
+        period = usage.period(options)
         while not stop.is_set() and now() < t_end:
-            observe()
+            await observe()
             wall = max(0.05, min(period, t_end - now()) / getattr(clock, "speed", 1.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wall)
-        observe()
+        await observe()
     finally:
         stop.set()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
-        del loop
+        await usage.close()
     return rec.trace(source="autoscaler record")
+
+
+class _KubeletSource:
+    """Samples from our own collector: every kubelet scraped into a window store, copied each poll."""
+
+    def __init__(self, kube, options, rec, now) -> None:  # type: ignore[no-untyped-def]
+        from autoscaler.scraper.collector import Collector
+        from autoscaler.storage.window import WindowStore
+
+        self.storage = WindowStore(options.metric_resolution, options.metric_history)
+        self.collector = Collector(options, self.storage, kube, clock=now)
+        self.rec = rec
+
+    def start(self, stop):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        return [asyncio.create_task(self.collector.run(stop))]
+
+    @staticmethod
+    def period(options) -> float:  # type: ignore[no-untyped-def]
+        """Poll well inside the store's history so no sample is lost."""
+        return max(1.0, min(options.metric_resolution, options.metric_history / 4))
+
+    async def observe(self) -> None:
+        self.rec.observe_usage(self.storage)
+
+    def failing(self) -> str:
+        cycle = self.collector.last_cycle
+        return f"{cycle.failed} nodes failing" if cycle and cycle.failed else ""
+
+    async def close(self) -> None:
+        return None
+
+
+class _MetricsAPISource:
+    """Samples polled from metrics.k8s.io: each PodMetrics lasts one scrape, so polling four times
+    per resolution sees every one; a failed read is reported and retried at the next poll."""
+
+    def __init__(self, kube, path: str, rec) -> None:  # type: ignore[no-untyped-def]
+        from autoscaler.k8s.rest import KubeClient
+
+        self.client = KubeClient(kube, user_agent="autoscaler-record")
+        self.path = path
+        self.rec = rec
+        self.error: str | None = None
+
+    def start(self, stop) -> list:  # type: ignore[no-untyped-def]
+        return []
+
+    @staticmethod
+    def period(options) -> float:  # type: ignore[no-untyped-def]
+        return max(0.25, options.metric_resolution / 4)
+
+    async def observe(self) -> None:
+        from autoscaler.k8s.rest import KubeError
+
+        try:
+            body = await self.client.get(self.path)
+        except KubeError as e:
+            if self.error is None:
+                print(f"warning: cannot read pod metrics: {e}; retrying", file=sys.stderr)
+            self.error = str(e)
+            return
+        if self.error is not None:
+            print("pod metrics readable again", file=sys.stderr)
+            self.error = None
+        self.rec.observe_pod_metrics(body.get("items") or [])
+
+    def failing(self) -> str:
+        return "metrics API failing" if self.error else ""
+
+    async def close(self) -> None:
+        await self.client.close()

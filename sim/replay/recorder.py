@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.k8s.quantity import parse_quantity
-from autoscaler.k8s.timefmt import parse_time
+from autoscaler.k8s.timefmt import parse_duration, parse_time
 from sim.replay.trace import ContainerTrace, HPARecord, PodTrace, Trace, WorkloadTrace
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -183,6 +183,39 @@ class TraceRecorder:
                 if s.get("start_time"):
                     p.container_start[cname] = float(s["start_time"])
                 p.samples.setdefault(cname, _Samples()).add(s["timestamp"], s["cpu"], s["memory"])
+
+    def observe_pod_metrics(self, items: list[dict[str, Any]]) -> None:
+        """Add the new samples of metrics.k8s.io PodMetrics objects: the values an HPA reads.
+
+        A PodMetrics holds a rate (cores over ``window``), not the kubelet's cumulative counter; the
+        samples are kept as a counter rebuilt from those rates so the trace gets back exactly the
+        rates served: each new sample adds its rate times the time since the previous one, and the
+        first is measured over its own window. Pods not yet seen by :meth:`observe_pods` wait for
+        the next poll (a sample stays served until the next scrape replaces it)."""
+        for item in items:
+            meta = item.get("metadata") or {}
+            p = self.pods.get((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+            t = _time(item.get("timestamp"))
+            if p is None or t is None:
+                continue
+            try:
+                window = parse_duration(str(item.get("window") or ""))
+            except ValueError:
+                continue
+            t = round(t, 3)
+            for c in item.get("containers") or []:
+                usage = c.get("usage") or {}
+                cores, mem = _qty(usage.get("cpu"), True), _qty(usage.get("memory"), False)
+                cname = str(c.get("name") or "")
+                s = p.samples.setdefault(cname, _Samples())
+                if cores is None or mem is None or t <= s.last:
+                    continue
+                if len(s):
+                    counter = float(s.buf[1, s.n - 1]) + cores * (t - s.last)
+                else:  # _rates measures the first sample from here: its window's start
+                    p.container_start[cname] = t - window
+                    counter = cores * window
+                s.add(np.array([t]), np.array([counter]), np.array([mem]))
 
     @property
     def samples(self) -> int:
