@@ -197,13 +197,14 @@ def _replay(trace: Path, workload: str, report: Path) -> tuple[list[int], list[i
             [float(r["timestamp"]) for r in rows])
 
 
-SKEW = ("the trace's samples are `autoscaler record`'s own kubelet scrapes, whose windows end at other "
-        "instants than those of the metrics kcm read, so around a load change the two see it one scrape apart")
+SKEW = ("the replay serves a metric step's samples from the step's grid time on, while kcm read each sample as "
+        "soon as `autoscaler run` had scraped it, up to one resolution earlier, so around a load change the two "
+        "see it one scrape apart")
 #: reasons a replayed step may differ from kcm; anything else is a divergence and fails the test
 LAG = "lag: kcm had this count one metric step earlier or later (" + SKEW + ")"
 TRANSITION = "transition: a different count in the middle of a scale event (" + SKEW + ")"
 MEMORY = ("memory model: at a load change the replay's working set (base + per-core x the pod's CPU over the "
-          "window before the sample) trails the recorded one, read at the sample's instant, which kcm read")
+          "window after the sample) is off the recorded one, read at the sample's instant, which kcm read")
 
 
 def _why(name: str, k: int, recorded: list[int], replayed: list[int]) -> str | None:

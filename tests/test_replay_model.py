@@ -78,7 +78,8 @@ def test_throttled_pods_get_the_unthrottled_mean_as_estimated_demand() -> None:
 def test_memory_model_is_fitted_and_lifecycle_delays_are_medians() -> None:
     t = START + np.arange(0, 301, 15.0)
     cpu = np.linspace(0.1, 1.0, len(t))
-    a = _pod("a", t, cpu, mem=50e6 + 200e6 * cpu, created=START - 50, ready=START - 20)
+    # a working set is read at the sample's instant, so it follows the CPU of the window after it
+    a = _pod("a", t, cpu, mem=50e6 + 200e6 * np.append(cpu[1:], cpu[-1]), created=START - 50, ready=START - 20)
     late_t = t[t >= START + 120]
     b = _pod("b", late_t, 0.3, mem=50e6 + 200e6 * 0.3, created=START + 90, started=START + 100, ready=START + 120)
     c = _pod("c", late_t, 0.3, mem=50e6 + 200e6 * 0.3, created=START + 80, started=START + 84, ready=START + 110)

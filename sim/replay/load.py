@@ -11,7 +11,8 @@ every report states what it rests on:
 * under a simulated replica count the demand is spread over the ready pods (evenly, or with the
   recorded per-step coefficient of variation across pods); pods that run but are not ready use
   ``startup_cores``; a pod never uses more than its CPU limit;
-* a pod's memory working set is ``memory_base + memory_per_core x its CPU``, fitted by least
+* a pod's memory working set is ``memory_base + memory_per_core x its CPU`` (the CPU of the window
+  after the sample: memory is read at an instant, CPU averaged over the window before it), fitted by least
   squares on the recorded samples, refitted without those more than 3 MADs off the line (taken
   while the load changed: an instantaneous working set beside a windowed CPU rate);
 * each new pod takes the start and readiness delays of one pod born during the trace (drawn with
@@ -195,8 +196,13 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
         replicas_recorded = False
         notes.append("the trace records no replica count: the recorded timeline counts pods with samples")
 
-    # Memory: base + per-core slope fitted on every recorded pod-step.
-    x, y = usage[alive], memory[alive]
+    # Memory: base + per-core slope fitted on every recorded pod-step. A working set is read at the
+    # sample's instant while a CPU rate is an average over the window before it, so at a load change
+    # the memory moves one window ahead of the CPU: each memory sample is paired with the CPU of the
+    # window that follows it (the engine does the same), falling back to its own where none follows.
+    nxt = np.concatenate([usage[:, 1:], usage[:, -1:]], axis=1) if n_p else usage
+    follows = np.concatenate([alive[:, 1:], np.zeros((n_p, 1), bool)], axis=1) if n_p else alive
+    x, y = np.where(follows, nxt, usage)[alive], memory[alive]
     mem_base, mem_slope = 0.0, 0.0
     dropped = 0
     if len(x) >= 2 and np.ptp(x) > 0:
