@@ -76,13 +76,11 @@ def dashboard_queries() -> list[tuple[str, str]]:
                 q = var["query"]
                 out.append((f"{path.name} variable {var['name']}", q["query"] if isinstance(q, dict) else q))
 
-        def walk(panels):
-            for p in panels:
-                for t in p.get("targets", []):
-                    out.append((f"{path.name} panel {p['title']!r}", t["expr"]))
-                walk(p.get("panels", []))
-
-        walk(doc["panels"])
+        panels = list(doc["panels"])
+        while panels:  # rows may nest their panels
+            p = panels.pop()
+            out += [(f"{path.name} panel {p['title']!r}", t["expr"]) for t in p.get("targets", [])]
+            panels += p.get("panels", [])
     return out
 
 
