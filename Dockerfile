@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# The `autoscaler` image: a slim, non-root Python runtime with the package installed from a wheel.
+# The `autoscaler` image: a slim, non-root Python runtime with the server installed from a wheel:
+# `autoscaler run` (metrics pipeline and HPA controller) and its dependencies only, no extras (the
+# emulator's, replay's and the operator commands' packages stay out; see docs/install.md).
 #
 # Reproducible: the base image is pinned by version (pin it by digest in your registry mirror,
 # e.g. python:3.11.11-slim-bookworm@sha256:...), dependency versions are resolved once into
@@ -18,7 +20,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY autoscaler ./autoscaler
 COPY sim ./sim
-# Build the project wheel and every dependency wheel once; the runtime stage installs only these.
+# Build the project wheel and its core dependencies' wheels once (no extras); the runtime stage installs only these.
 RUN pip wheel --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

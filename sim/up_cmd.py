@@ -115,7 +115,10 @@ def main(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from autoscaler.extras import require
     from autoscaler.hpa.gates import config_for
+
+    require("sim up", "sim")
     from sim.clock import Clock
     from sim.cluster import EmulatedCluster
     from sim.scenario import Scenario, ScenarioError, load_scenario

@@ -56,6 +56,10 @@ def lease(cluster, name: str) -> dict:
     return json.loads(kubectl(cluster.kubeconfig, "get", "lease", "-n", "kube-system", name, "-o", "json"))["spec"]
 
 
+def leading(ctl: HPAController) -> float | None:
+    return ctl.metrics.registry.get_sample_value("leader_election_master_status", {"name": "ha"})
+
+
 async def test_two_replicas_elect_one_leader_and_fail_over(cluster):
     a = HPAController(load_kubeconfig(str(cluster.kubeconfig)),
                       ControllerOptions(mode="dry-run", leader_elect=True, lease_name="ha", **LEASE), identity="a")
@@ -80,6 +84,8 @@ async def test_two_replicas_elect_one_leader_and_fail_over(cluster):
     spec = lease(cluster, "ha")
     assert spec["holderIdentity"] == "a" and spec["leaseDurationSeconds"] == 2
     assert a.last  # the leader's workers reconciled the HPA
+    # client-go's leader_election_master_status: what the leader-flapping alert counts
+    assert (leading(a), leading(b)) == (1.0, 0.0)
     transitions = spec.get("leaseTransitions", 0)
 
     # clean shutdown: the lease is released, b takes over without waiting for expiry
@@ -88,6 +94,7 @@ async def test_two_replicas_elect_one_leader_and_fail_over(cluster):
     await wait_until(lambda: b.may_act())
     spec = lease(cluster, "ha")
     assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == transitions + 1
+    assert (leading(a), leading(b)) == (0.0, 1.0)
 
     # crash (no release): a new replica waits out the lease duration it observes, then leads
     c = HPAController(load_kubeconfig(str(cluster.kubeconfig)),

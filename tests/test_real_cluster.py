@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sim.controlplane import binaries
 from sim.loadmodel import Constant
@@ -209,27 +210,54 @@ def test_requests_without_the_front_proxy_certificate_are_refused(tier):
     assert code == 403, body
 
 
-def test_our_manifests_apply_with_server_dry_run_on_a_fresh_cluster(tier, tmp_path):
-    """What a user does first: `kubectl apply -k manifests/` on a cluster without metrics-server."""
+@pytest.fixture(scope="module")
+def fresh_cluster(tmp_path_factory):
+    """A second, empty control plane (no metrics-server, nothing registered): where a user installs."""
     from sim.controlplane.controlplane import ControlPlane
     from sim.loopthread import LoopThread
 
-    cp = ControlPlane(tmp_path / "fresh")
+    cp = ControlPlane(tmp_path_factory.mktemp("fresh"))
     loop = LoopThread("fresh-control-plane")
     loop.start_loop()
     try:
         loop.run(cp.start(), timeout=180)
-        for binary in (tier.kubectl, kubectl_127()):
-            proc = subprocess.run([str(binary), "--kubeconfig", str(cp.admin_kubeconfig), "apply", "-k",
-                                   str(ROOT / "manifests"), "--dry-run=server"], capture_output=True, text=True,
-                                  timeout=60)
-            assert proc.returncode == 0, proc.stderr
-            assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io created (server dry run)" in proc.stdout
-            assert "apiservice.apiregistration.k8s.io/v1.metrics.k8s.io created (server dry run)" in proc.stdout
-            assert "clusterrole.rbac.authorization.k8s.io/system:metrics-server created (server dry run)" in proc.stdout
+        yield cp
     finally:
         loop.run(cp.stop(), timeout=60)
         loop.stop_loop()
+
+
+def test_our_manifests_apply_with_server_dry_run_on_a_fresh_cluster(tier, fresh_cluster):
+    """What a user does first: `kubectl apply -k manifests/` on a cluster without metrics-server."""
+    for binary in (tier.kubectl, kubectl_127()):
+        proc = subprocess.run([str(binary), "--kubeconfig", str(fresh_cluster.admin_kubeconfig), "apply", "-k",
+                               str(ROOT / "manifests"), "--dry-run=server"], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "apiservice.apiregistration.k8s.io/v1beta1.metrics.k8s.io created (server dry run)" in proc.stdout
+        assert "apiservice.apiregistration.k8s.io/v1.metrics.k8s.io created (server dry run)" in proc.stdout
+        assert "clusterrole.rbac.authorization.k8s.io/system:metrics-server created (server dry run)" in proc.stdout
+
+
+@pytest.mark.parametrize("values", [(), ("-f", "values-ha.yaml")], ids=["default", "high-availability"])
+def test_helm_chart_applies_with_server_dry_run_on_a_fresh_cluster(tier, fresh_cluster, values):
+    """The Helm chart's objects (helm template, as `helm install` would create them) pass the real
+    API server's validation and admission: every object accepted, none unchanged or refused."""
+    chart = ROOT / "charts" / "autoscaler"
+    rendered = subprocess.run([str(binaries.find("helm")), "template", "metrics-server", str(chart), "-n",
+                               "kube-system", *[str(chart / v) if v.endswith(".yaml") else v for v in values]],
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    proc = subprocess.run([str(tier.kubectl), "--kubeconfig", str(fresh_cluster.admin_kubeconfig), "apply", "-f", "-",
+                           "--dry-run=server"], input=rendered.stdout, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    objects = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert len(lines) == len(objects) and all(line.endswith("created (server dry run)") for line in lines), lines
+    assert "deployment.apps/metrics-server created (server dry run)" in lines
+    assert "apiservice.apiregistration.k8s.io/v1.metrics.k8s.io created (server dry run)" in lines
+    if values:
+        assert "poddisruptionbudget.policy/metrics-server created (server dry run)" in lines
 
 
 # --- kube-controller-manager's HPA on our metrics ---------------------------------------------

@@ -231,6 +231,10 @@ async def test_failing_slow_and_garbage_nodes_only_affect_themselves(fleet, pki)
     assert 'metrics_server_storage_points{type="node"} 1.0' in text
     assert 'metrics_server_kubelet_request_duration_seconds_count{node="node-1"} 2.0' in text
     assert "metrics_server_manager_tick_duration_seconds_count 2.0" in text
+    # per node, the failures name the kubelets that fail (the dashboard's errors-per-node panel)
+    for node in ("node-0", "node-1", "node-2", "node-huge"):
+        assert f'autoscaler_kubelet_request_failures_total{{node="{node}"}} 2.0' in text
+    assert 'autoscaler_kubelet_request_failures_total{node="node-3"}' not in text
 
 
 async def test_kubelet_certificate_is_verified_against_the_cluster_ca(pki):

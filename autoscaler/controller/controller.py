@@ -187,6 +187,7 @@ class HPAController:
             log.info("HPA controller started", mode=self.mode, workers=self.options.workers,
                      sync_period=self.options.sync_period, leader_elect=self.elector is not None)
             if self.elector is not None:
+                self.metrics.leader.labels(self.elector.name).set(0)
                 await self.elector.run(stop, self._lead)
             else:
                 await self._lead(stop)
@@ -219,9 +220,13 @@ class HPAController:
             self._enqueue_new(key)
         workers = [asyncio.create_task(self._worker(self.queue), name=f"hpa-worker-{i}")
                    for i in range(self.options.workers)]
+        if self.elector is not None:
+            self.metrics.leader.labels(self.elector.name).set(1)
         try:
             await lost.wait()
         finally:
+            if self.elector is not None:
+                self.metrics.leader.labels(self.elector.name).set(0)
             self.last_progress = None  # not leading: nothing to be stuck on
             queue, self.queue = self.queue, None
             await queue.shutdown()

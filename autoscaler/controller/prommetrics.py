@@ -1,7 +1,8 @@
 """The upstream HPA controller's Prometheus metrics, plus the dry-run recommendation gauges.
 
 Names, labels and buckets follow ``pkg/controller/podautoscaler/monitor`` (subsystem
-``horizontal_pod_autoscaler_controller``). Each controller has its own registry, exposed on the
+``horizontal_pod_autoscaler_controller``); leadership is client-go leaderelection's
+``leader_election_master_status``. Each controller has its own registry, exposed on the
 server's ``/metrics`` beside the metrics pipeline's families.
 """
 
@@ -54,6 +55,10 @@ class ControllerMetrics:
         self.builtin_desired = Gauge("autoscaler_dry_run_builtin_desired_replicas",
                                      "status.desiredReplicas the HPA's current writer (the built-in controller) set.",
                                      ["namespace", "hpa_name"], registry=r)
+        self.leader = Gauge("leader_election_master_status",
+                            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 "
+                            "indicates master. 'name' is the string used to identify the lease.", ["name"],
+                            registry=r)
         self.foreign_status_writes = Counter("autoscaler_controller_foreign_status_writes",
                                              "HPA status changes made by another writer while this controller was "
                                              "active.", registry=r)

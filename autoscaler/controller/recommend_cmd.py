@@ -215,7 +215,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from autoscaler.extras import require
     from autoscaler.k8s.kubeconfig import KubeConfigError
+
+    require("recommend", "cli")
     from autoscaler.k8s.rest import KubeError
 
     try:

@@ -49,6 +49,10 @@ def main(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from autoscaler.extras import require
+
+    require("explain", "cli")
+
     from autoscaler.hpa.decide import decide
     from autoscaler.hpa.gates import config_for
     from autoscaler.hpa.inputs import InputError

@@ -124,6 +124,10 @@ class Collector:
                                    "Number of requests sent to Kubelet API", ["success"], registry=self.registry)
         self._m_duration = Histogram("metrics_server_kubelet_request_duration_seconds",
                                      "Duration of requests to Kubelet API in seconds", ["node"], registry=self.registry)
+        # metrics-server counts failures only in total; per node they tell which kubelet is failing
+        self._m_node_failures = Counter("autoscaler_kubelet_request_failures",
+                                        "Number of failed scrapes (request, decode, target or deadline) per node",
+                                        ["node"], registry=self.registry)
         self._m_last = Gauge("metrics_server_kubelet_last_request_time_seconds",
                              "Time of last request performed to Kubelet API since unix epoch in seconds", ["node"],
                              registry=self.registry)
@@ -158,7 +162,7 @@ class Collector:
         self.storage.forget_node(name)
         self._known_nodes.discard(name)
         self._targets.pop(name, None)
-        for metric in (self._m_duration, self._m_last):
+        for metric in (self._m_duration, self._m_last, self._m_node_failures):
             with contextlib.suppress(KeyError):
                 metric.remove(name)
 
@@ -190,7 +194,7 @@ class Collector:
                 if outcome is None:
                     name = (node.get("metadata") or {}).get("name", "")
                     stats.errors[name] = "scrape did not finish within the metric resolution"
-                    self._m_failure.inc()
+                    self._failed(name)
                     continue
                 name, batch, error = outcome
                 if error is not None:
@@ -236,6 +240,7 @@ class Collector:
         try:
             _, url, source, m_duration, m_last = self._target(node)
         except TargetError as exc:
+            self._m_node_failures.labels(node=name).inc()
             log.error("Failed to scrape node", node=name, err=str(exc))
             return name, None, str(exc)
         assert self._sem is not None
@@ -247,14 +252,14 @@ class Collector:
                 body = await self.client.fetch(url, headers[source])
                 batch = DECODERS[source](body, name, scrape_time)
             except (ScrapeError, DecodeError) as exc:
-                self._m_failure.inc()
+                self._failed(name)
                 m_last.set(scrape_time)
                 log.error("Failed to scrape node", node=name, url=str(url), err=str(exc))
                 return name, None, str(exc)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let one node's surprise break the cycle
-                self._m_failure.inc()
+                self._failed(name)
                 log.exception("Failed to scrape node", node=name, url=str(url))
                 return name, None, f"{type(exc).__name__}: {exc}"
             finally:
@@ -262,6 +267,10 @@ class Collector:
         self._m_success.inc()
         m_last.set(scrape_time)
         return name, batch, None
+
+    def _failed(self, node: str) -> None:
+        self._m_failure.inc()
+        self._m_node_failures.labels(node=node).inc()
 
     # -- the loop ----------------------------------------------------------------------------------
     def timely(self, now: float | None = None) -> bool:
