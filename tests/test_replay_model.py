@@ -78,8 +78,7 @@ def test_throttled_pods_get_the_unthrottled_mean_as_estimated_demand() -> None:
 def test_memory_model_is_fitted_and_lifecycle_delays_are_medians() -> None:
     t = START + np.arange(0, 301, 15.0)
     cpu = np.linspace(0.1, 1.0, len(t))
-    # a working set is read at the sample's instant, so it follows the CPU of the window after it
-    a = _pod("a", t, cpu, mem=50e6 + 200e6 * np.append(cpu[1:], cpu[-1]), created=START - 50, ready=START - 20)
+    a = _pod("a", t, cpu, mem=50e6 + 200e6 * cpu, created=START - 50, ready=START - 20)
     late_t = t[t >= START + 120]
     b = _pod("b", late_t, 0.3, mem=50e6 + 200e6 * 0.3, created=START + 90, started=START + 100, ready=START + 120)
     c = _pod("c", late_t, 0.3, mem=50e6 + 200e6 * 0.3, created=START + 80, started=START + 84, ready=START + 110)
@@ -128,6 +127,27 @@ def test_new_pods_take_the_lifecycles_observed_in_the_trace() -> None:
     assert len(flags.observed_delays) == 0 and lifecycles(flags) == {3.5 + 20.0}
     few_tr, few_w = _born_pods([fast, slow])  # too few to draw from: medians
     assert len(build_load(few_tr, few_w).observed_delays) == 0
+
+
+def test_a_replay_with_the_recorded_pods_reads_their_recorded_working_set() -> None:
+    """A working set jumps at an instant while the CPU rate, averaged over the window before the
+    sample, trails it: a memory AverageValue HPA reading the recorded samples (as kcm did) scales at
+    that sample; the memory model alone (CPU x per-core slope) would see it one step late."""
+    t = START + np.arange(0, 301, 15.0)
+    k = 8  # the load changes just before this sample: memory already up, CPU rate only half way
+    cpu = np.where(np.arange(len(t)) < k, 0.05, 0.6)
+    cpu[k] = 0.3
+    mem = 64 * 2**20 + 400 * 2**20 * np.where(np.arange(len(t)) < k, 0.05, 0.6)  # 304 MiB from sample k
+    tr, w = _trace([_pod("a", t, cpu, mem=mem, created=START - 60, ready=START - 30)], 300, replicas=1)
+    load = build_load(tr, w)
+    assert load.sampled_pods.tolist() == [1] * len(t)
+    assert load.sampled_memory[k] == pytest.approx(304 * 2**20)
+    hpa = hpa_manifest("web", "ns", min_replicas=1, max_replicas=5)
+    hpa["spec"]["metrics"] = [{"type": "Resource", "resource": {"name": "memory", "target": {
+        "type": "AverageValue", "averageValue": "150Mi"}}}]
+    tl = replay(load, ReplayOptions(hpa))
+    first = int(np.flatnonzero(tl.replicas > 1)[0])
+    assert first == k and tl.replicas[first] == 3  # 304 Mi / 150 Mi = 2.03 -> 3 pods, at the sample itself
 
 
 def test_spread_is_even_capped_and_weighted() -> None:

@@ -113,6 +113,8 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
     limit = load.cpu_limit
     weights_on = opts.dispersion == "recorded"
     mem_base, mem_slope = load.memory_base, load.memory_per_core
+    sampled_l: list[int] = load.sampled_pods.tolist() if len(load.sampled_pods) else [-1] * len(times_l)
+    sampled_mem_l: list[float] = load.sampled_memory.tolist() if len(load.sampled_memory) else [math.nan] * len(times_l)
     startup = load.startup_cores
     window = np.float64(res)
     fresh = min(FRESH_CONTAINER_AGE, res) if load.first_sample_delay is None else load.first_sample_delay
@@ -212,42 +214,38 @@ def replay(load: WorkloadLoad, opts: ReplayOptions) -> Timeline:
             # (subtraction is monotone, so testing the newest start is exact).
             win_col = _filled(nm, window, f64) if ts - newest_start >= window else np.minimum(window, ts - started_m)
             last_tm = tm
-        # The working set follows the load at the sample's instant, which the next window's CPU
-        # measures (the model was fitted that way, see load.py): the memory uses demand step k + 1.
-        k1 = k + 1 if k < last_k else k
         if simple:
-            share, share1 = demand_l[k] / n, demand_l[k1] / n
-            if limit is not None:
-                share, share1 = min(share, limit), min(share1, limit)
+            share = demand_l[k] / n
+            if limit is not None and share > limit:
+                share = limit
             cpu_m = _filled(n, _milli_cpu_one(share), i64)
-            mem = _filled(n, round((mem_base + mem_slope * share1) * 1000), i64)
+            mem = _filled(n, round((mem_base + mem_slope * share) * 1000), i64)
         elif not weights_on:
             # Even spread: a pod with metrics is either ready (its share) or starting (startup CPU).
             if n_ready:
-                share, share1 = demand_l[k] / n_ready, demand_l[k1] / n_ready
-                if limit is not None:
-                    share, share1 = min(share, limit), min(share1, limit)
+                share = demand_l[k] / n_ready
+                if limit is not None and share > limit:
+                    share = limit
                 boot = startup
             else:
-                share = share1 = 0.0
+                share = 0.0
                 boot = startup if limit is None or startup <= limit else limit
             cpu_m = np.where(ready_among_m, _milli_cpu_one(share), _milli_cpu_one(boot))
-            mem = np.where(ready_among_m, round((mem_base + mem_slope * share1) * 1000),
+            mem = np.where(ready_among_m, round((mem_base + mem_slope * share) * 1000),
                            round((mem_base + mem_slope * boot) * 1000))
         else:
             cpu = np.where(has, startup, 0.0)
-            cpu1 = cpu.copy()
             if n_ready:
                 w = dispersion_weights(disp_l[k], pm[ZS][ready_m])
                 cpu[ready_m] = spread(demand_l[k], n_ready, w, limit)
-                cpu1[ready_m] = spread(demand_l[k1], n_ready, w, limit)
             elif limit is not None:
                 np.minimum(cpu, limit, out=cpu)
-                np.minimum(cpu1, limit, out=cpu1)
             if not all_has:
-                cpu, cpu1 = cpu[has], cpu1[has]
+                cpu = cpu[has]
             cpu_m = _milli_cpu(cpu)
-            mem = np.rint((mem_base + mem_slope * cpu1) * 1000).astype(np.int64)
+            mem = np.rint((mem_base + mem_slope * cpu) * 1000).astype(np.int64)
+        if nm == sampled_l[k] and sampled_mem_l[k] == sampled_mem_l[k]:  # as many pods as recorded (not NaN)
+            mem = _filled(nm, round(sampled_mem_l[k] * 1000), i64)
         metrics = StaticMetrics(resource=PodMetricsSet(m_names, cpu_m, mem, ts_col, win_col))
         d = decide(h, Scale(current, n, SELECTOR), pods, metrics, now=t, state=state, config=cfg, hpa_status=status,
                    explain="none", build_status=False)

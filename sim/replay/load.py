@@ -11,8 +11,8 @@ every report states what it rests on:
 * under a simulated replica count the demand is spread over the ready pods (evenly, or with the
   recorded per-step coefficient of variation across pods); pods that run but are not ready use
   ``startup_cores``; a pod never uses more than its CPU limit;
-* a pod's memory working set is ``memory_base + memory_per_core x its CPU`` (the CPU of the window
-  after the sample: memory is read at an instant, CPU averaged over the window before it), fitted by least
+* a pod's memory working set is the recorded pods' mean at that step where the replay has as many
+  pods with metrics as were recorded, else ``memory_base + memory_per_core x its CPU``, fitted by least
   squares on the recorded samples, refitted without those more than 3 MADs off the line (taken
   while the load changed: an instantaneous working set beside a windowed CPU rate);
 * each new pod takes the start and readiness delays of one pod born during the trace (drawn with
@@ -78,6 +78,10 @@ class WorkloadLoad:
     sample_age: float = 0.0
     #: the shortest time from a born pod's start to its first sample (None: no pod started during the trace)
     first_sample_delay: float | None = None
+    #: per step, the recorded pods with a sample and their mean working set (bytes; NaN without any):
+    #: a replay with as many pods with metrics gives them this instead of the memory model
+    sampled_pods: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    sampled_memory: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def steps(self) -> int:
@@ -196,13 +200,15 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
         replicas_recorded = False
         notes.append("the trace records no replica count: the recorded timeline counts pods with samples")
 
-    # Memory: base + per-core slope fitted on every recorded pod-step. A working set is read at the
-    # sample's instant while a CPU rate is an average over the window before it, so at a load change
-    # the memory moves one window ahead of the CPU: each memory sample is paired with the CPU of the
-    # window that follows it (the engine does the same), falling back to its own where none follows.
-    nxt = np.concatenate([usage[:, 1:], usage[:, -1:]], axis=1) if n_p else usage
-    follows = np.concatenate([alive[:, 1:], np.zeros((n_p, 1), bool)], axis=1) if n_p else alive
-    x, y = np.where(follows, nxt, usage)[alive], memory[alive]
+    # The working set as recorded: where the replay has as many pods with metrics, each pod's load is
+    # the recorded one, and so is its memory (the model below trails it at a load change: memory is
+    # read at the sample's instant, CPU averaged over the window before it).
+    sampled = alive.sum(axis=0).astype(np.int64) if n_p else np.zeros(k_n, np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sampled_memory = (np.where(alive, memory, 0.0).sum(axis=0) / sampled if n_p else np.full(k_n, np.nan))
+
+    # Memory: base + per-core slope fitted on every recorded pod-step.
+    x, y = usage[alive], memory[alive]
     mem_base, mem_slope = 0.0, 0.0
     dropped = 0
     if len(x) >= 2 and np.ptp(x) > 0:
@@ -281,7 +287,7 @@ def build_load(trace: Trace, w: WorkloadTrace, *, throttle_threshold: float = 0.
         w.namespace, w.name, w.kind, start, res, times, demand, recorded_usage, unmet, thr_steps, saturated, cv,
         rec_pods, rec_ready, rec_reps, replicas_recorded, cpu_req, cpu_lim, mem_req, mem_lim, mem_base, mem_slope,
         float(pending_delay), float(ready_delay), float(startup_cores), notes, offsets, observed, initial,
-        sample_age(w, start, res), first_sample_delay)
+        sample_age(w, start, res), first_sample_delay, sampled, sampled_memory)
 
 
 def _initial_pods(w: WorkloadTrace, start: float) -> np.ndarray:
