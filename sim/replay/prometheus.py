@@ -638,6 +638,7 @@ def _check_gaps(groups: dict[tuple[str, str, str], list[Series]], o: ImportOptio
     if not groups:
         return
     t = np.unique(np.concatenate([s.t for parts in groups.values() for s in parts]))
+    t = t[(t >= o.start) & (t <= o.end)]
     bounds = np.concatenate([[o.start], t, [o.end]])
     d = np.diff(bounds)
     limit = max(o.max_gap, 2.5 * step)
