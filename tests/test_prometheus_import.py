@@ -375,9 +375,12 @@ def test_imported_day_is_the_recorded_load_and_replays_to_the_same_scores(one_da
 
 def test_whole_namespace_import_and_what_the_history_lacks(one_day):
     tmp, ref, server = one_day
+    seen: list[tuple[int, int]] = []
+    got, queries = prom.import_trace(prom.Connection(server.url), prom.ImportOptions(ref.start, ref.end),
+                                     progress=lambda done, total: seen.append((done, total)))
+    assert [w.key for w in got.workloads] == ["shop/web"]  # no filter: every workload found
+    assert seen[-1] == (queries, queries) and [d for d, _ in seen] == list(range(1, queries + 1))
     out = tmp / "all.json"
-    proc = record_prometheus(server.url, out, ref.start, ref.end)  # no filter: every workload found
-    assert proc.returncode == 0, proc.stderr[-3000:]
     # an hour before the history begins: a gap, named, and importable on request
     proc = record_prometheus(server.url, out, ref.start - 3600, ref.start + 3600)
     assert proc.returncode == 1 and "has no samples for 1 stretch(es)" in proc.stderr and "--allow-gaps" in proc.stderr
@@ -412,3 +415,18 @@ def test_imported_week_replays_to_the_same_scores(tmp_path):
     assert_same_trace(ref, got)
     assert_same_scores(ref, got, replay_scores(tmp_path / "ref.json.gz"), replay_scores(out))
     assert took < 120, took
+
+
+def test_replicas_come_from_the_workload_or_else_from_its_hpas_desired_replicas():
+    from sim.replay.trace import ContainerTrace
+
+    imp = _importer()
+    pods = {("a", "web-1"): prom._Pod("a", "web-1", ("a", "Deployment", "web"))}
+    cs = {("a", "web-1"): [ContainerTrace("app", np.array([15.0]), np.array([0.1]), np.array([1.0]), 0.5)]}
+    t = np.array([0.0, 15.0, 30.0, 45.0])
+    desired = {("a", "Deployment", "web"): Series({}, t, np.array([2.0, 2.0, 3.0, 3.0]))}
+    w = imp._assemble(pods, cs, RES, [], [], desired, {}).workloads[0]
+    assert (w.replicas_t.tolist(), w.replicas.tolist()) == ([0.0, 30.0], [2, 3])
+    own = [Series({"namespace": "a", "deployment": "web"}, t, np.array([4.0, 4.0, 4.0, 5.0]))]
+    w = imp._assemble(pods, cs, RES, own, [], desired, {}).workloads[0]
+    assert (w.replicas_t.tolist(), w.replicas.tolist()) == ([0.0, 45.0], [4, 5])

@@ -61,6 +61,7 @@ METRICS = {
     "hpa_min": "kube_horizontalpodautoscaler_spec_min_replicas",
     "hpa_max": "kube_horizontalpodautoscaler_spec_max_replicas",
     "hpa_target": "kube_horizontalpodautoscaler_spec_target_metric",
+    "hpa_desired": "kube_horizontalpodautoscaler_status_desired_replicas",
 }
 #: label names of the container series (cAdvisor) and kube-state-metrics' pod series
 LABELS = {"namespace": "namespace", "pod": "pod", "container": "container"}
@@ -88,9 +89,7 @@ class Connection:
     backoff: float = 0.5
 
     def ssl_context(self) -> ssl.SSLContext | bool:
-        if not self.url.startswith("https:"):
-            return False if self.cert_file is None else self._context()
-        return self._context()
+        return self._context() if self.url.startswith("https:") else False
 
     def _context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=self.ca_file)
@@ -359,7 +358,8 @@ class Importer:
         if not o.end > o.start:
             raise PrometheusError("--end must be after --start")
         n_raw = len(raw_chunks(o.start, o.end, o.step or DEFAULT_STEP, o.max_points))
-        self.total = 14 * n_raw + 2 * len(split_range(o.start, o.end, o.step or DEFAULT_STEP, o.max_points))
+        n_lb = len(raw_chunks(o.start - LOOKBACK, o.end, o.step or DEFAULT_STEP, o.max_points))
+        self.total = 2 * n_lb + 12 * n_raw + 3 * len(split_range(o.start, o.end, o.step or DEFAULT_STEP, o.max_points))
         pod_sel = self._sel(pods=True)
         c = lb["container"]
         c_sel = self._sel(f'{c}!=""', f'{c}!="POD"', pods=True, cadvisor=True)
@@ -372,28 +372,34 @@ class Importer:
                 f"no {m['cpu']}{c_sel} samples between {_iso(o.start)} and {_iso(o.end)}: is cAdvisor "
                 "(the kubelets' /metrics/cadvisor) scraped, and are the namespace, selector and time range right?")
         step = o.step or _median_spacing(cpu)
-        self.total = 14 * n_raw + 2 * len(split_range(o.start, o.end, step, o.max_points))
+        self.total = 2 * n_lb + 12 * n_raw + 3 * len(split_range(o.start, o.end, step, o.max_points))
         pods = self._map_owners(owners, rs_owners)
         if not pods:
             raise PrometheusError(
                 f"no {m['pod_owner']} series name an owner for the pods{' of ' + o.workload if o.workload else ''}: "
                 "is kube-state-metrics scraped?")
         res_sel = self._sel('resource=~"cpu|memory"', pods=True)
-        (requests, limits, created, started, ready_times, ready, deploy_reps, sts_reps, hpa_info, hpa_min, hpa_max,
-         hpa_target) = await asyncio.gather(
+        (requests, limits, created, started, ready_times, ready, deploy_reps, sts_reps, hpa_desired, hpa_info, hpa_min,
+         hpa_max, hpa_target) = await asyncio.gather(
             self._last(m["requests"] + res_sel), self._last(m["limits"] + res_sel),
             self._last(m["pod_created"] + pod_sel), self._last(m["pod_start"] + pod_sel),
             self._last(m["pod_ready_time"] + pod_sel),
             self._raw(m["pod_ready"], self._sel('condition="true"', pods=True)),
             self._range(m["deployment_replicas"] + self._sel(), step),
             self._range(m["statefulset_replicas"] + self._sel(), step),
+            self._range(m["hpa_desired"] + self._sel(), step),
             self._last(m["hpa_info"] + self._sel()), self._last(m["hpa_min"] + self._sel()),
             self._last(m["hpa_max"] + self._sel()), self._last(m["hpa_target"] + self._sel()))
         self._lifecycle(pods, created, started, ready_times, ready, step)
         self._resources(pods, requests, 0, 2)
         self._resources(pods, limits, 1, 3)
         containers = self._containers(pods, cpu, mem, step)
-        return self._assemble(pods, containers, step, deploy_reps, sts_reps,
+        # without the workload's own replicas series, the replicas its HPA asked for
+        targets = {(x.labels.get("namespace", ""), x.labels.get("horizontalpodautoscaler", "")):
+                   (x.labels.get("scaletargetref_kind", ""), x.labels.get("scaletargetref_name", "")) for x in hpa_info}
+        desired = {(k[0], *targets[k]): x for x in hpa_desired
+                   if (k := (x.labels.get("namespace", ""), x.labels.get("horizontalpodautoscaler", ""))) in targets}
+        return self._assemble(pods, containers, step, deploy_reps, sts_reps, desired,
                               self._hpas(hpa_info, hpa_min, hpa_max, hpa_target))
 
     def _map_owners(self, owners: list[Series], rs_owners: list[Series]) -> dict[tuple[str, str], _Pod]:
@@ -530,7 +536,7 @@ class Importer:
         return out
 
     def _assemble(self, pods: dict[tuple[str, str], _Pod], containers: dict[tuple[str, str], list[ContainerTrace]],
-                  step: float, deploy: list[Series], sts: list[Series],
+                  step: float, deploy: list[Series], sts: list[Series], desired: dict[tuple[str, str, str], Series],
                   hpas: dict[tuple[str, str, str], dict[str, Any]]) -> Trace:
         o = self.o
         wl: dict[tuple[str, str, str], WorkloadTrace] = {}
@@ -552,7 +558,7 @@ class Importer:
         reps = {("Deployment", s.labels.get("namespace", ""), s.labels.get("deployment", "")): s for s in deploy}
         reps.update({("StatefulSet", s.labels.get("namespace", ""), s.labels.get("statefulset", "")): s for s in sts})
         for (ns, kind, name), w in wl.items():
-            s = reps.get((kind, ns, name))
+            s = reps.get((kind, ns, name)) or desired.get((ns, kind, name))
             if s is not None:
                 change = np.concatenate([[0], np.flatnonzero(np.diff(s.v)) + 1])
                 w.replicas_t, w.replicas = s.t[change], s.v[change].astype(np.int64)
