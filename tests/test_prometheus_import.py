@@ -418,9 +418,12 @@ def test_imported_week_replays_to_the_same_scores(tmp_path):
 
 
 def test_replicas_come_from_the_workload_or_else_from_its_hpas_desired_replicas():
+    from types import SimpleNamespace
+
     from sim.replay.trace import ContainerTrace
 
     imp = _importer()
+    imp.c = SimpleNamespace(base="http://prom")  # type: ignore[assignment]
     pods = {("a", "web-1"): prom._Pod("a", "web-1", ("a", "Deployment", "web"))}
     cs = {("a", "web-1"): [ContainerTrace("app", np.array([15.0]), np.array([0.1]), np.array([1.0]), 0.5)]}
     t = np.array([0.0, 15.0, 30.0, 45.0])
