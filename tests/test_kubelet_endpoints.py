@@ -270,3 +270,56 @@ def test_container_restart_resets_the_counter_and_start_time(env):
     assert app["lastState"]["terminated"]["reason"] == "OOMKilled"
     assert app["lastState"]["terminated"]["exitCode"] == 137
     assert app["ready"] is True  # ready again after the readiness delay
+
+
+def test_cadvisor_metrics_carry_the_same_counters_with_cadvisors_labels(env):
+    """/metrics/cadvisor (what Prometheus scrapes) holds the /metrics/resource counters and working
+    sets at the same timestamps, plus each pod's cgroup (container="") and sandbox (container="POD")."""
+    h, tokens = env
+    status, ctype, body = fetch(h, "/metrics/cadvisor", tokens["metrics-server"])
+    assert status == 200 and ctype == "text/plain; version=0.0.4; charset=utf-8"
+    resource = fetch(h, "/metrics/resource", tokens["metrics-server"])[2].decode()
+    want = {}
+    for f in text_string_to_metric_families(resource):
+        for s in f.samples:
+            if s.name in ("container_cpu_usage_seconds_total", "container_memory_working_set_bytes"):
+                want[(s.name, s.labels["pod"], s.labels["container"])] = (s.value, s.timestamp)
+    got: dict[tuple[str, str, str], tuple[float, object]] = {}
+    for f in text_string_to_metric_families(body.decode()):
+        for s in f.samples:
+            assert set(s.labels) == {"container", "cpu", "id", "image", "name", "namespace", "pod"}
+            assert s.labels["cpu"] == "total" and s.labels["id"].startswith("/kubepods/")
+            got[(s.name, s.labels["pod"], s.labels["container"])] = (s.value, s.timestamp)
+    assert {k: v for k, v in got.items() if k[2] not in ("", "POD")} == want
+    for pod in pods(h):
+        cpu = "container_cpu_usage_seconds_total"
+        assert got[(cpu, pod, "")][0] == pytest.approx(got[(cpu, pod, "app")][0] + got[(cpu, pod, "proxy")][0])
+        assert got[(cpu, pod, "POD")][0] == 0
+
+
+def test_kube_state_metrics_equivalent_names_owners_requests_and_readiness(env):
+    from sim.ksm import render
+
+    h, _ = env
+    text = h.call(lambda: render(h.cluster.store)).decode()
+    series = {}
+    for f in text_string_to_metric_families(text):
+        for s in f.samples:
+            series.setdefault(s.name, []).append((s.labels, s.value))
+    names = set(pods(h))
+    owners = {lab["pod"]: (lab["owner_kind"], lab["owner_name"], lab["owner_is_controller"])
+              for lab, _ in series["kube_pod_owner"] if lab["namespace"] == "default"}
+    assert set(owners) == names
+    (rs,) = {o[1] for o in owners.values()}
+    assert all(o == ("ReplicaSet", rs, "true") for o in owners.values())
+    assert ({"namespace": "default", "replicaset": rs, "owner_kind": "Deployment", "owner_name": "web",
+             "owner_is_controller": "true"}, 1.0) in series["kube_replicaset_owner"]
+    req = {(lab["pod"], lab["container"], lab["resource"], lab["unit"]): v
+           for lab, v in series["kube_pod_container_resource_requests"]}
+    for pod in names:
+        assert req[(pod, "app", "cpu", "core")] == pytest.approx(0.4)
+        assert req[(pod, "app", "memory", "byte")] == 64 * 2**20
+        assert req[(pod, "proxy", "cpu", "core")] == pytest.approx(0.1)
+    ready = {(lab["pod"], lab["condition"]): v for lab, v in series["kube_pod_status_ready"]}
+    assert all(ready[(p, "true")] == 1 and ready[(p, "false")] == 0 for p in names)
+    assert ({"namespace": "default", "deployment": "web"}, 2.0) in series["kube_deployment_spec_replicas"]

@@ -104,6 +104,47 @@ def render_resource_metrics(snap: Snapshot) -> bytes:
     return "".join(out).encode()
 
 
+#: an image for the emulated workload containers (cAdvisor labels every series with one)
+CADVISOR_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def render_cadvisor(snap: Snapshot) -> bytes:
+    """The ``/metrics/cadvisor`` body for one node at ``snap.time``: cAdvisor's
+    ``container_cpu_usage_seconds_total`` (``cpu="total"``) and ``container_memory_working_set_bytes``
+    with its labels (container, cpu, id, image, name, namespace, pod) and ms timestamps, for each
+    container, for each pod's cgroup (``container=""``, the sum of its containers and sandbox) and
+    for each sandbox (the pause container, ``container="POD"``). The same counters and working sets
+    as ``/metrics/resource`` and ``/stats/summary`` at that time."""
+    stats = snap.stats
+    rows = stats.rows
+    order = [i for i in stats._prom_order if snap.visible[i]] if rows else []
+    ts = str(int(snap.time * 1000))
+    cpu = _seconds(snap.cpu).tolist()
+    mem = snap.memory.tolist()
+    pods: dict[tuple[str, str, str], list[int]] = {}
+    for i in order:
+        r = rows[i]
+        pods.setdefault((r.namespace, r.pod, r.pod_uid), []).append(i)
+    cpu_lines, mem_lines = [], []
+    for (ns, pod, uid), idx in sorted(pods.items()):
+        cg = f"/kubepods/burstable/pod{uid}"
+        series = [("", cg, "", "", sum(cpu[i] for i in idx), sum(mem[i] for i in idx) + POD_OVERHEAD_BYTES),
+                  ("POD", f"{cg}/sandbox", f"k8s_POD_{pod}", PAUSE_IMAGE, 0.0, POD_OVERHEAD_BYTES)]
+        series += [(rows[i].container, f"{cg}/{rows[i].container}", f"k8s_{rows[i].container}_{pod}", CADVISOR_IMAGE,
+                    cpu[i], mem[i]) for i in idx]
+        for container, cid, name, image, c, m in series:
+            labels = (f'{{container="{container}",cpu="total",id="{cid}",image="{image}",name="{name}",'
+                      f'namespace="{ns}",pod="{pod}"}}')
+            cpu_lines.append(f"container_cpu_usage_seconds_total{labels} {go_float(math.floor(c * 1e9) / 1e9)} {ts}\n")
+            mem_lines.append(f"container_memory_working_set_bytes{labels} {_mem_text(m)} {ts}\n")
+    out = ["# HELP container_cpu_usage_seconds_total Cumulative cpu time consumed in seconds.\n",
+           "# TYPE container_cpu_usage_seconds_total counter\n", *cpu_lines,
+           "# HELP container_memory_working_set_bytes Current working set in bytes.\n",
+           "# TYPE container_memory_working_set_bytes gauge\n", *mem_lines]
+    return "".join(out).encode()
+
+
 def _cpu(t: str, rate: float, cumulative: float) -> dict:
     return {"time": t, "usageNanoCores": int(rate * 1e9), "usageCoreNanoSeconds": int(cumulative * 1e9)}
 

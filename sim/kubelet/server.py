@@ -32,7 +32,7 @@ from aiohttp.web_server import Server
 
 from autoscaler.k8s.certs import generate_ca, issue_cert
 from sim.clock import Clock
-from sim.kubelet.payload import PROM_CONTENT_TYPE, render_resource_metrics, render_summary
+from sim.kubelet.payload import PROM_CONTENT_TYPE, render_cadvisor, render_resource_metrics, render_summary
 from sim.kubelet.stats import NodeStats
 
 FAULT_KINDS = ("none", "slow", "http500", "garbage", "truncated", "stopped", "wrong_ca")
@@ -359,6 +359,11 @@ class EmulatedKubelet:
             if request.method not in ("GET", "HEAD"):
                 return web.Response(status=405, text="Method Not Allowed", content_type="text/plain")
             body = render_resource_metrics(self.stats.snapshot(self.stat_time()))
+            return await self._reply(request, body, PROM_CONTENT_TYPE)
+        if path == "/metrics/cadvisor":
+            if request.method not in ("GET", "HEAD"):
+                return web.Response(status=405, text="Method Not Allowed", content_type="text/plain")
+            body = render_cadvisor(self.stats.snapshot(self.stat_time()))
             return await self._reply(request, body, PROM_CONTENT_TYPE)
         if path == "/stats/summary":
             only = request.query.get("only_cpu_and_memory", "").lower() == "true"

@@ -10,6 +10,11 @@ and no kubelet access needed. The output format follows the file name: native
 (.json / .json.gz, docs/trace-format.md) or long CSV (.csv / .csv.gz).
 
 `autoscaler record --convert IN -f OUT` converts between the two formats instead.
+
+`autoscaler record --prometheus URL --start TIME [--end TIME] -f TRACE` imports the history a
+Prometheus (or Thanos, Mimir, VictoriaMetrics) already holds: cAdvisor's container CPU and memory
+and kube-state-metrics' pods, owners, requests, readiness, replicas and HPAs, into the same native
+trace (docs/prometheus-import.md).
 """
 
 from __future__ import annotations
@@ -40,6 +45,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "does (the --kubelet-* flags apply); 'metrics-api' polls metrics.k8s.io PodMetrics, "
                         "the values the cluster's HPAs read, every quarter --metric-resolution")
     add_scrape_flags(p)
+    add_prometheus_arguments(p)
+
+
+def add_prometheus_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("import from Prometheus (docs/prometheus-import.md)")
+    g.add_argument("--prometheus", metavar="URL",
+                   help="import the history of this Prometheus-compatible server (Prometheus, Thanos, Mimir, "
+                        "VictoriaMetrics; the URL the /api/v1/ paths hang off) instead of recording live")
+    g.add_argument("--start", metavar="TIME", help="with --prometheus: RFC 3339, Unix seconds or now-DURATION (now-7d)")
+    g.add_argument("--end", metavar="TIME", help="with --prometheus: as --start (default: now)")
+    g.add_argument("--selector", metavar="MATCHERS",
+                   help='with --prometheus: PromQL label matchers added to every query, e.g. \'cluster="eu-1"\'')
+    g.add_argument("--workload", metavar="KIND/NAME", help="with --prometheus: import only this workload (deployment/web)")
+    g.add_argument("--step", type=duration_flag, metavar="DURATION",
+                   help="with --prometheus: the scrape interval (default: the median spacing of the CPU samples)")
+    g.add_argument("--max-gap", type=duration_flag, default=300.0, metavar="DURATION",
+                   help="with --prometheus: a longer stretch without CPU samples is an error (default 5m0s)")
+    g.add_argument("--allow-gaps", action="store_true", help="with --prometheus: import across gaps (warn only)")
+    g.add_argument("--prometheus-token-file", metavar="FILE",
+                   help="bearer token file (default: $PROMETHEUS_TOKEN when set)")
+    g.add_argument("--prometheus-user", metavar="NAME", help="basic auth user (password from "
+                   "--prometheus-password-file or $PROMETHEUS_PASSWORD)")
+    g.add_argument("--prometheus-password-file", metavar="FILE", help="basic auth password file")
+    g.add_argument("--prometheus-ca-file", metavar="FILE", help="CA bundle to verify the server with")
+    g.add_argument("--prometheus-cert-file", metavar="FILE", help="client certificate (TLS client auth)")
+    g.add_argument("--prometheus-key-file", metavar="FILE", help="client certificate's key")
+    g.add_argument("--prometheus-insecure-skip-verify", action="store_true",
+                   help="do not verify the server's certificate (insecure)")
+    g.add_argument("--prometheus-header", action="append", metavar="'NAME: VALUE'",
+                   help="extra request header, repeatable (e.g. 'X-Scope-OrgID: team-a' for Mimir)")
+    g.add_argument("--prometheus-metric", action="append", metavar="KEY=NAME",
+                   help="a metric's name where it differs from the default (e.g. requests=kube_pod_container_"
+                        "resource_requests_cpu_cores); keys in docs/prometheus-import.md")
+    g.add_argument("--prometheus-label", action="append", metavar="KEY=NAME",
+                   help="cAdvisor's label names where they differ: namespace, pod, container (e.g. pod=pod_name)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
         if skipped:
             print(f"warning: skipped {skipped} invalid CSV row(s)", file=sys.stderr)
         return 0
+    if args.prometheus:
+        return _import_prometheus(args)
     import asyncio
 
     from autoscaler.k8s.kubeconfig import KubeConfigError, load_kubeconfig
@@ -78,6 +120,54 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {args.filename}: {sum(len(w.pods) for w in trace.workloads)} pods in "
           f"{len(trace.workloads)} workloads", file=sys.stderr)
     return 0
+
+
+def _import_prometheus(args: argparse.Namespace) -> int:
+    import time
+
+    from sim.replay.prometheus import PrometheusError, connection_from_args, import_trace, options_from_args
+    from sim.replay.trace import write_trace
+
+    try:
+        conn = connection_from_args(args)
+        opts = options_from_args(args, time.time())
+    except (ValueError, OSError, PrometheusError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    bar = None if args.no_progress or not sys.stderr.isatty() else _QueryBar()
+    t0 = time.monotonic()
+    try:
+        trace, requests = import_trace(conn, opts, progress=bar.update if bar else None)
+    except PrometheusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    write_trace(trace, args.filename)
+    samples = sum(len(c.t) for w in trace.workloads for p in w.pods for c in p.containers)
+    print(f"wrote {args.filename}: {sum(len(w.pods) for w in trace.workloads)} pods in {len(trace.workloads)} "
+          f"workloads, {samples:,} samples at {trace.resolution:g}s from {requests} queries in "
+          f"{time.monotonic() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+class _QueryBar:
+    """Queries done against queries planned."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress("importing", BarColumn(), MofNCompleteColumn(), "queries", TimeElapsedColumn(),
+                             transient=True)
+        self._task = self._bar.add_task("import", total=None)
+        self._bar.start()
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        self._bar.stop()
 
 
 async def _record_until_signal(kube, options, args: argparse.Namespace):  # type: ignore[no-untyped-def]
