@@ -17,7 +17,7 @@ import sys
 
 import pytest
 from prometheus_client import generate_latest
-from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
+from test_metrics_api_support import MetricsServerThread, kubectl, probe, register_apiservice, run_args, wait_for
 
 from sim.cluster import run_in_thread
 from sim.scenario import parse_scenario
@@ -125,17 +125,7 @@ def test_recommend_watch_into_a_pipe_appends_whole_tables_and_ends_on_sigterm(en
 
 
 def _livez(port: int) -> tuple[int, str]:
-    import ssl
-    import urllib.error
-    import urllib.request
-
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the self-signed serving cert; probes don't verify
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/livez?verbose", context=ctx, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+    return probe(port, "/livez?verbose")
 
 
 def test_livez_fails_when_the_controller_is_dead(env):

@@ -23,13 +23,11 @@ One test, one cluster: the faults run side by side, which is also what keeps the
 from __future__ import annotations
 
 import json
-import ssl
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_metrics_api_support import MetricsServerThread, kubectl, register_apiservice, run_args, wait_for
+from test_metrics_api_support import MetricsServerThread, kubectl, probe, register_apiservice, run_args, wait_for
 
 from sim.cluster import run_in_thread
 from sim.faults import proxy_kubelet
@@ -124,15 +122,7 @@ def replicas(kc: Path, name: str) -> int:
 
 
 def health(port: int, path: str) -> int:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:  # not listening (yet)
-        return 0
+    return probe(port, path, timeout=5)[0]
 
 
 def test_faulty_kubelets_only_hide_themselves_and_never_cause_a_scale(env):

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import subprocess
 import sys
 import textwrap
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_metrics_api_support import run_args, wait_for
+from test_metrics_api_support import probe, run_args, wait_for
 
 from autoscaler import extras
 from sim.cluster import run_in_thread
@@ -98,16 +95,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=10) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_run_serves_without_any_optional_package_or_the_emulator(tmp_path):
     scenario = {"name": "core-only", "timing": {"startupDelay": "0s", "readinessDelay": "0s"},
                 "kubelet": {"housekeepingInterval": "2s"}, "nodes": [{"name": "worker-1"}],
@@ -138,12 +125,12 @@ def test_run_serves_without_any_optional_package_or_the_emulator(tmp_path):
         def ready() -> bool:
             assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             try:
-                return _get(port, "/readyz")[0] == 200
+                return probe(port, "/readyz")[0] == 200
             except OSError:
                 return False
 
         wait_for(ready, 60, "autoscaler run (core packages only) to become ready")
-        code_, text = _get(port, "/metrics")
+        code_, text = probe(port, "/metrics")
         assert code_ == 200
         assert 'metrics_server_kubelet_request_total{success="true"}' in text
         assert "horizontal_pod_autoscaler_controller_num_horizontal_pod_autoscalers" in text

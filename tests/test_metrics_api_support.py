@@ -255,3 +255,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+
+def probe(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    """GET ``https://127.0.0.1:port/path`` as a kubelet probe does (the serving certificate is
+    self-signed: not verified): (status, body); status 0 when nothing listens yet."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", context=ctx, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:  # not listening (yet)
+        return 0, ""
