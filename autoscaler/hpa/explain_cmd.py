@@ -16,6 +16,8 @@ import sys
 from typing import Any
 
 HELP = __doc__ or ""
+#: writes no structured logs, so the CLI starts it without loading structlog
+LOGS = False
 
 
 
