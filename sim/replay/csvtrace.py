@@ -9,6 +9,11 @@ Columns may come in any order; ``timestamp`` is RFC 3339 or Unix seconds; empty 
 mean "not set". A pod's first and last rows bound its lifetime. A bad row raises
 :class:`CsvTraceError` naming its line, or is skipped and counted with ``skip_invalid`` —
 nothing is guessed: a container whose resources change between rows is an error too.
+
+A well-formed file (no quotes, every line with the header's number of fields) is read column by
+column: one split of the text, then numpy and C-level conversions (``float`` over a column), about
+ten times faster than row by row. Anything else — a bad row, quoting, blank lines, ``skip_invalid``
+— takes the row-by-row reader, which accepts exactly the same files and names the line of an error.
 """
 
 from __future__ import annotations
@@ -69,20 +74,26 @@ def _timestamp(text: str) -> float:
 
 
 class _Container:
+    """One container's samples (lists from the row reader, arrays from the column reader)."""
+
     __slots__ = ("cpu", "lines", "mem", "res", "t")
 
     def __init__(self, res: tuple[float | None, ...]):
         self.res = res
-        self.t: list[float] = []
-        self.cpu: list[float] = []
-        self.mem: list[float] = []
-        self.lines: list[int] = []
+        self.t: list[float] | np.ndarray = []
+        self.cpu: list[float] | np.ndarray = []
+        self.mem: list[float] | np.ndarray = []
+        self.lines: list[int] | np.ndarray = []
 
 
 def read_csv(path: str | Path, *, skip_invalid: bool = False) -> tuple[Trace, int]:
     """Read a long-format CSV trace; returns ``(trace, skipped_rows)``."""
     p = Path(path)
     name = str(p)
+    if not skip_invalid:
+        containers = _read_columns(p)
+        if containers:
+            return _build(containers, name), 0
     try:
         fh = _open_text(p)
     except OSError as e:
@@ -155,6 +166,103 @@ def read_csv(path: str | Path, *, skip_invalid: bool = False) -> tuple[Trace, in
     if not containers:
         raise CsvTraceError(name, 0, "no valid rows")
     return _build(containers, name), skipped
+
+
+class _Irregular(Exception):
+    """The file is not one the column reader takes: the row reader reads it (or names its error)."""
+
+
+def _read_columns(p: Path) -> dict[tuple[str, str, str, str], _Container] | None:
+    """The containers of a well-formed file read column-wise, or None for the row reader."""
+    try:
+        raw = p.read_bytes()
+        if p.name.lower().endswith(".gz"):
+            raw = gzip.decompress(raw)
+        return _columns(raw)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, _Irregular, ValueError):
+        return None
+
+
+def _floats(col: list[bytes]) -> np.ndarray:
+    """``float()`` of every cell (the row reader's conversion), in C; ValueError on a bad cell."""
+    return np.fromiter(map(float, col), np.float64, len(col))
+
+
+def _codes(col: list[bytes]) -> tuple[np.ndarray, list[str]]:
+    """Each cell's index among the column's distinct (stripped, UTF-8) texts, and those texts."""
+    distinct = {v: v.decode().strip() for v in set(col)}
+    texts = sorted(set(distinct.values()))
+    number = {v: texts.index(t) for v, t in distinct.items()}
+    return np.fromiter(map(number.__getitem__, col), np.int64, len(col)), texts
+
+
+def _columns(raw: bytes) -> dict[tuple[str, str, str, str], _Container]:
+    if b'"' in raw or b"\r" in raw:
+        raise _Irregular
+    head, _, body = raw.partition(b"\n")
+    cols = [h.strip() for h in head.decode().split(",")]
+    if (any(c not in REQUIRED and c not in OPTIONAL for c in cols) or any(c not in cols for c in REQUIRED)
+            or len(set(cols)) != len(cols)):
+        raise _Irregular
+    width = len(cols)
+    body = body.removesuffix(b"\n")
+    if not body:
+        raise _Irregular
+    # Every line must have exactly width - 1 commas (a blank line or a short row has fewer).
+    b = np.frombuffer(body, np.uint8)
+    newlines = np.flatnonzero(b == 10)
+    commas_before = np.searchsorted(np.flatnonzero(b == 44), np.append(newlines, len(b)))
+    if (np.diff(commas_before, prepend=0) != width - 1).any():
+        raise _Irregular
+    n = len(newlines) + 1
+    cells = body.replace(b"\n", b",").split(b",")
+    col = {c: cells[j::width] for j, c in enumerate(cols)}
+    try:
+        t = _floats(col["timestamp"])
+    except ValueError:  # RFC 3339 (each distinct text parsed once)
+        seen = {v: _timestamp(v.decode()) for v in set(col["timestamp"])}
+        t = np.fromiter(map(seen.__getitem__, col["timestamp"]), np.float64, n)
+    cpu, mem = _floats(col["cpu_cores"]), _floats(col["memory_bytes"])
+    if not (np.isfinite(t).all() and np.isfinite(cpu).all() and np.isfinite(mem).all()
+            and (cpu >= 0).all() and (mem >= 0).all()):
+        raise _Irregular
+    # Containers numbered in order of first appearance (the row reader's order).
+    codes, names = zip(*(_codes(col[c]) for c in ("namespace", "workload", "pod", "container")), strict=True)
+    if any("" in texts for texts in names):
+        raise _Irregular
+    key = np.ravel_multi_index(codes, [len(texts) for texts in names])
+    uniq, first_row, inverse = np.unique(key, return_index=True, return_inverse=True)
+    appearance = np.argsort(first_row, kind="stable")
+    ids = np.argsort(appearance)[inverse.reshape(-1)]
+    firsts = first_row[appearance]
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(len(uniq) + 1))
+    # Optional resources: the distinct texts of a column (usually one) parsed like the row reader's;
+    # a container's must not change between rows.
+    res_cols: list[float | None | np.ndarray] = []
+    for c in OPTIONAL:
+        if c not in col:
+            res_cols.append(None)
+            continue
+        values = {v: (None if not v.strip() else _number(v.decode(), c)) for v in set(col[c])}
+        if len(values) == 1:
+            res_cols.append(next(iter(values.values())))
+            continue
+        nan_for_none = {v: (math.nan if x is None else x) for v, x in values.items()}
+        arr = np.fromiter(map(nan_for_none.__getitem__, col[c]), np.float64, n)
+        first = arr[firsts][ids]
+        if not ((arr == first) | (np.isnan(arr) & np.isnan(first))).all():
+            raise _Irregular
+        res_cols.append(arr)
+    lines = np.arange(2, n + 2)
+    out: dict[tuple[str, str, str, str], _Container] = {}
+    for i, f in enumerate(firsts.tolist()):
+        rows = order[bounds[i]:bounds[i + 1]]
+        res = tuple(v if not isinstance(v, np.ndarray) else (None if math.isnan(v[f]) else float(v[f]))
+                    for v in res_cols)
+        c = out[tuple(texts[k[f]] for texts, k in zip(names, codes, strict=True))] = _Container(res)  # type: ignore[index]
+        c.t, c.cpu, c.mem, c.lines = t[rows], cpu[rows], mem[rows], lines[rows]
+    return out
 
 
 def _fmt_res(res: tuple[float | None, ...]) -> str:
