@@ -239,7 +239,7 @@ def _columns(raw: bytes) -> dict[tuple[str, str, str, str], _Container]:
     bounds = np.searchsorted(ids[order], np.arange(len(uniq) + 1))
     # Optional resources: the distinct texts of a column (usually one) parsed like the row reader's;
     # a container's must not change between rows.
-    res_cols: list[float | None | np.ndarray] = []
+    res_cols: list[float | np.ndarray | None] = []
     for c in OPTIONAL:
         if c not in col:
             res_cols.append(None)
