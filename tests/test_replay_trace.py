@@ -155,3 +155,56 @@ def test_csv_header_and_duplicate_errors(tmp_path: Path) -> None:
     p.write_text("")
     with pytest.raises(CsvTraceError, match="empty file"):
         read_csv(p)
+
+
+def _doc(tr) -> str:
+    from sim.replay.trace import to_document
+
+    return json.dumps(to_document(tr), sort_keys=True)
+
+
+CSV_VARIANTS = {
+    # well-formed: the column reader takes these
+    "exported": None,
+    "shuffled columns, RFC 3339 times, spaces, a limit set on one container only": (
+        "pod,timestamp,namespace,workload,container,memory_bytes,cpu_cores,cpu_request_cores,cpu_limit_cores\n"
+        "a, 2026-01-01T00:00:00Z,ns,web, app,1000,0.5,0.25,1\n"
+        "b,2026-01-01T00:00:00Z,ns ,web,app,2e3, 0.25,0.25,\n"
+        "a,1767225615,ns,web,app ,1000,0.7,0.25,1\n"
+        "b,1767225615,ns,web,app,2000,1e-05,0.25,\n"
+        "a,2026-01-01T01:00:30+01:00,ns,web,app,1000,0.9,0.25,1\n"),
+    # irregular: the row reader takes these, with the same result
+    "quoted cells, a blank line, CRLF": (
+        'timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes\r\n'
+        '1767225600,"ns",web,a,app,0.5,1000\r\n\r\n'
+        '1767225615,ns,"web",a,app,"0.75",1000\r\n'),
+}
+
+
+@pytest.mark.parametrize("variant", list(CSV_VARIANTS))
+@pytest.mark.parametrize("gz", [False, True])
+def test_csv_column_reader_reads_like_the_row_reader(tmp_path: Path, trace, variant: str, gz: bool) -> None:
+    """Well-formed files are read column-wise; the result is the row reader's, value for value."""
+    from sim.replay.csvtrace import _read_columns
+
+    p = tmp_path / ("t.csv.gz" if gz else "t.csv")
+    text = CSV_VARIANTS[variant]
+    if text is None:
+        write_trace(trace, p)
+    else:
+        p.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    columns = _read_columns(p)
+    assert (columns is not None) == ("irregular" not in variant and "quoted" not in variant)
+    fast, skipped = read_csv(p)
+    rows, row_skipped = read_csv(p, skip_invalid=True)  # skip_invalid always takes the row reader
+    assert skipped == row_skipped == 0
+    assert _doc(fast) == _doc(rows)
+
+
+def test_csv_column_reader_leaves_a_changing_resource_to_the_row_reader(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text("timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes,cpu_request_cores\n"
+                 "1767225600,ns,web,a,app,0.5,1000,0.25\n1767225600,ns,web,b,app,0.5,1000,0.5\n"
+                 "1767225615,ns,web,a,app,0.5,1000,0.5\n")
+    with pytest.raises(CsvTraceError, match=r"r.csv:4: resources of container app in pod ns/a changed from 0.25"):
+        read_csv(p)
