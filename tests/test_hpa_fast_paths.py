@@ -91,3 +91,30 @@ def test_decide_never_modifies_the_status_it_is_given() -> None:
     assert later.updated and later.status != first.status
     able = next(c for c in later.status["conditions"] if c["type"] == "AbleToScale")
     assert able["reason"] == "SucceededRescale"
+
+
+@pytest.mark.parametrize("behavior", [None, {"scaleDown": {"stabilizationWindowSeconds": 120},
+                                              "scaleUp": {"stabilizationWindowSeconds": 45}}])
+def test_stabilization_history_is_the_same_on_both_paths(behavior: dict | None) -> None:
+    """Many syncs in a row: the recommendation history (stabilization windows, the entry that is
+    replaced) and every decision come out the same without and with the explanation."""
+    rng = np.random.default_rng(5)
+    h = compile_hpa(hpa_manifest("web", min_replicas=1, max_replicas=30, behavior=behavior))
+    cfg = ControllerConfig(downscale_stabilization=90.0)
+    runs = {"none": (None, {}, 4), "full": (None, {}, 4)}
+    for k in range(300):
+        now = NOW + 15 * k + rng.uniform(0, 2)  # drifting syncs: entries fall out of the windows unevenly
+        n = runs["none"][2]
+        pods = _pods(rng, n, True)
+        cpu = np.full(n, int(rng.integers(50, 900)), np.int64)
+        metrics = StaticMetrics(resource=PodMetricsSet(pods.names, cpu, np.full(n, 2**28 * 1000), np.full(n, now - 5),
+                                                       np.full(n, 15.0)))
+        out = {}
+        for level, (state, status, replicas) in runs.items():
+            d = decide(h, Scale(replicas, replicas, "app=web"), pods, metrics, now=now, state=state, config=cfg,
+                       hpa_status=status, explain=level)
+            out[level] = d
+            runs[level] = (d.state, d.status, d.scale_to)
+        assert out["none"].scale_to == out["full"].scale_to, k
+        assert out["none"].status == out["full"].status, k
+        assert out["none"].state.to_json() == out["full"].state.to_json(), k
