@@ -142,28 +142,14 @@ class Decision:
 
 
 class _Conditions:
-    """Status conditions as a list keyed by type; lastTransitionTime moves only on a status change.
+    """Status conditions as a list keyed by type; lastTransitionTime moves only on a status change."""
 
-    Copy on write: the entries of the status given to :func:`decide` are shared until one changes
-    (most syncs change none), and an entry is copied before it is modified, never written in place."""
-
-    __slots__ = ("_at", "_now_text", "_owned", "items", "now")
+    __slots__ = ("_now_text", "items", "now")
 
     def __init__(self, items: list[dict[str, Any]], now: float):
-        self.items = list(items)
-        self._reindex()
-        self._owned: set[int] = set()  # ids of the entries made here (safe to modify)
+        self.items = [dict(c) for c in items]
         self.now = now
         self._now_text: str | None = None  # formatted on the first transition only
-
-    def _reindex(self) -> None:
-        """type -> index of its first entry (set() and get() ask for string types only)."""
-        at: dict[str, int] = {}
-        for i, c in enumerate(self.items):
-            t = c.get("type")
-            if isinstance(t, str) and t not in at:
-                at[t] = i
-        self._at = at
 
     @property
     def now_text(self) -> str:
@@ -172,19 +158,12 @@ class _Conditions:
         return self._now_text
 
     def set(self, ctype: str, status: str, reason: str, message: str) -> None:
-        i = self._at.get(ctype)
-        if i is None:
-            c: dict[str, Any] = {"type": ctype}
-            self._at[ctype] = len(self.items)
-            self.items.append(c)
-            self._owned.add(id(c))
+        for c in self.items:
+            if c.get("type") == ctype:
+                break
         else:
-            c = self.items[i]
-            if c.get("status") == status and c.get("reason") == reason and c.get("message") == message:
-                return
-            if id(c) not in self._owned:
-                c = self.items[i] = dict(c)
-                self._owned.add(id(c))
+            c = {"type": ctype}
+            self.items.append(c)
         if c.get("status") != status:
             c["lastTransitionTime"] = self.now_text
         c["status"] = status
@@ -193,11 +172,12 @@ class _Conditions:
 
     def remove(self, ctype: str) -> None:
         self.items = [c for c in self.items if c.get("type") != ctype]
-        self._reindex()
 
     def get(self, ctype: str) -> dict[str, Any] | None:
-        i = self._at.get(ctype)
-        return None if i is None else self.items[i]
+        for c in self.items:
+            if c.get("type") == ctype:
+                return c
+        return None
 
 
 def _quantity(milli: int, resource: str = "") -> str:
@@ -502,7 +482,7 @@ def decide(
     if explain not in EXPLAIN_LEVELS:
         raise ValueError(f"explain must be one of {EXPLAIN_LEVELS}, got {explain!r}")
     cfg = config or ControllerConfig()
-    h = compile_hpa(hpa)  # type: ignore[arg-type]
+    h = hpa if isinstance(hpa, CompiledHPA) else compile_hpa(hpa)  # type: ignore[arg-type]
     original = dict(hpa_status if hpa_status is not None else h.status)
     conds = _Conditions(original.get("conditions") or [], now)
     st = _fork(state)

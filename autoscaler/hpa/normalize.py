@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import and_, attrgetter, not_
 from typing import Any
 
 from autoscaler.hpa.spec import Rules
@@ -118,17 +116,6 @@ class HPAState:
 
 # --- legacy path (spec.behavior == nil) ----------------------------------------------------
 
-_TIMESTAMP = attrgetter("timestamp")
-_REPLICAS = attrgetter("replicas")
-
-
-def _last_true(flags: list[bool]) -> int:
-    """The index of the last True in ``flags``, or -1."""
-    if True not in flags:
-        return -1
-    return len(flags) - 1 - flags[::-1].index(True)
-
-
 
 def stabilize_legacy(recs: list[Recommendation], desired: int, now: float, window: float
                      ) -> tuple[int, list[dict[str, Any]]]:
@@ -147,15 +134,6 @@ def _stabilize_legacy(recs: list[Recommendation], desired: int, now: float, wind
     Entries are replaced, never modified, so a history list may share its entries with a copy.
     """
     cutoff = now - window
-    if not explain:  # the same rule with C-level loops (every replay and controller sync comes here)
-        old = list(map(float(cutoff).__gt__, map(_TIMESTAMP, recs)))  # timestamp < cutoff
-        old_index = _last_true(old)
-        best = max(desired, max(compress(map(_REPLICAS, recs), map(not_, old)), default=desired))
-        if old_index >= 0:
-            recs[old_index] = Recommendation(desired, now)
-        else:
-            recs.append(Recommendation(desired, now))
-        return best, []
     best = desired
     old_index = -1
     considered = []
@@ -217,25 +195,20 @@ def _stabilize_with_behavior(recs: list[Recommendation], current: int, desired: 
     old_index = -1
     up_entries: list[int] = []
     down_entries: list[int] = []
-    if not explain:  # the same rule with C-level loops (every replay and controller sync comes here)
-        times = list(map(_TIMESTAMP, recs))
-        reps = list(map(_REPLICAS, recs))
-        up_rec = min(desired, min(compress(reps, map(float(up_cut).__lt__, times)), default=desired))
-        down_rec = max(desired, max(compress(reps, map(float(down_cut).__lt__, times)), default=desired))
-        old_index = _last_true(list(map(and_, map(float(up_cut).__gt__, times), map(float(down_cut).__gt__, times))))
-    else:
-        for i, r in enumerate(recs):
-            ts, replicas = r.timestamp, r.replicas
-            if ts > up_cut:
+    for i, r in enumerate(recs):
+        ts, replicas = r.timestamp, r.replicas
+        if ts > up_cut:
+            if explain:
                 up_entries.append(replicas)
-                if replicas < up_rec:
-                    up_rec = replicas
-            if ts > down_cut:
+            if replicas < up_rec:
+                up_rec = replicas
+        if ts > down_cut:
+            if explain:
                 down_entries.append(replicas)
-                if replicas > down_rec:
-                    down_rec = replicas
-            if ts < up_cut and ts < down_cut:
-                old_index = i
+            if replicas > down_rec:
+                down_rec = replicas
+        if ts < up_cut and ts < down_cut:
+            old_index = i
     stabilized = current
     if stabilized < up_rec:
         stabilized = up_rec
