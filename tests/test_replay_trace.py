@@ -208,3 +208,21 @@ def test_csv_column_reader_leaves_a_changing_resource_to_the_row_reader(tmp_path
                  "1767225615,ns,web,a,app,0.5,1000,0.5\n")
     with pytest.raises(CsvTraceError, match=r"r.csv:4: resources of container app in pod ns/a changed from 0.25"):
         read_csv(p)
+
+
+def test_csv_column_reader_converts_numbers_like_float(tmp_path: Path) -> None:
+    """Numbers in every spelling float() accepts (and some it refuses) come out as the row reader's."""
+    spellings = ["0.5", "00.50", ".5", "5.", "5e-1", "5E-01", " 0.5", "0.5 ", "+0.5", "1_000", "1e3", "-0",
+                 "123456789012345678", "0.1234567890123456789", "\u0663", "inf", "nan", "1.5.2", "", "0x10", "-1"]
+    for k, spelling in enumerate(spellings):
+        rows = ["timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes"]
+        rows += [f"{1767225600 + 15 * i},ns,web,p{i % 2},app,{spelling if i == 3 else '0.25'},"
+                 f"{spelling if i == 4 else 1000}" for i in range(8)]
+        p = tmp_path / f"n{k}.csv"
+        p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        by_rows, skipped = read_csv(p, skip_invalid=True)  # always the row reader
+        if skipped:
+            with pytest.raises(CsvTraceError, match=r":(5|6): "):
+                read_csv(p)
+        else:
+            assert _doc(read_csv(p)[0]) == _doc(by_rows), spelling
