@@ -99,15 +99,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             if part not in groups:
                 summary, text = GROUPS[part]
                 members = [m for m in COMMANDS if m.path[0] == part]
-                grp = top.add_parser(part, prog=f"autoscaler {part}", usage="%(prog)s [-h] COMMAND ...", description=f"{summary[0].upper()}{summary[1:]}.\n\n{text}\n\n"
-                                     + _listing(members, (part,)), formatter_class=raw,
-                                     epilog=f"Run `autoscaler {part} COMMAND --help` for a command's flags.")
+                grp = top.add_parser(
+                    part, prog=f"autoscaler {part}", usage="%(prog)s [-h] COMMAND ...", formatter_class=raw,
+                    description=f"{summary[0].upper()}{summary[1:]}.\n\n{text}\n\n" + _listing(members, (part,)),
+                    epilog=f"Run `autoscaler {part} COMMAND --help` for a command's flags.")
                 grp.set_defaults(_help=grp.print_help)
                 groups[part] = grp.add_subparsers(dest=f"{part}_command", metavar="COMMAND", help=argparse.SUPPRESS,
                                                   parser_class=_LeafParser)
             subs = groups[part]
         if argv is not None and c.path != chosen:
-            subs.add_parser(c.path[-1], prog=" ".join(("autoscaler", *c.path)), add_help=False)  # named (so argparse knows it), never parsed
+            # named, so argparse knows the word, but never parsed: its module stays unimported
+            subs.add_parser(c.path[-1], prog=" ".join(("autoscaler", *c.path)), add_help=False)
             continue
         module = importlib.import_module(c.module)
         sub = subs.add_parser(c.path[-1], prog=" ".join(("autoscaler", *c.path)), description=module.HELP,
