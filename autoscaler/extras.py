@@ -3,11 +3,9 @@
 `pip install autoscaler` installs the in-cluster server alone (metrics pipeline and HPA
 controller). The other commands need extras (pyproject.toml keeps the same lists):
 
-* ``cli``: ``explain`` (the kubernetes client's models for strict field checks) and
-  ``recommend`` (rich tables);
+* ``cli``: ``recommend`` (rich tables); ``explain`` needs nothing more than the server;
 * ``sim``: the emulator, replay and recording (``sim up``, ``sim agree``, ``sim replay``,
-  ``record``): the kubernetes client's models for the emulated API server's strict decoding,
-  rich tables and progress bars;
+  ``record``): rich tables and progress bars;
 * ``report``: PNG plots in replay reports (matplotlib; brings ``sim``);
 * ``all``: everything.
 
@@ -22,12 +20,12 @@ import importlib.util
 
 #: import names each extra provides (pyproject.toml's lists, by the name code imports)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "cli": ("kubernetes", "rich"),
-    "sim": ("kubernetes", "rich"),
+    "cli": ("rich",),
+    "sim": ("rich",),
     "report": ("matplotlib",),
 }
 #: the extra each command other than `run` needs (`sim replay --report` needs ``report`` too)
-COMMAND_EXTRAS: dict[str, str] = {"explain": "cli", "recommend": "cli", "record": "sim", "sim up": "sim",
+COMMAND_EXTRAS: dict[str, str] = {"recommend": "cli", "record": "sim", "sim up": "sim",
                                   "sim replay": "sim", "sim agree": "sim"}
 
 

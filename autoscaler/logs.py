@@ -1,4 +1,8 @@
-"""Structured logging: JSON in a cluster (or when piped), readable console lines on a terminal."""
+"""Structured logging: JSON in a cluster (or when piped), readable console lines on a terminal.
+
+structlog (with what it pulls in: asyncio, rich) is imported only by :func:`configure_logging` for
+commands that log through it; a command module that never does says ``LOGS = False`` and starts
+without it."""
 
 from __future__ import annotations
 
@@ -6,11 +10,10 @@ import logging
 import os
 import sys
 
-import structlog
 
-
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
-    """Set up structlog once per process. ``fmt`` is ``json``, ``console`` or ``auto``."""
+def configure_logging(fmt: str = "auto", level: str = "info", *, structured: bool = True) -> None:
+    """Set up logging once per process. ``fmt`` is ``json``, ``console`` or ``auto``; without
+    ``structured`` only the standard library's logging is set up (structlog is not loaded)."""
     if fmt == "auto":
         in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         fmt = "json" if in_cluster or not sys.stderr.isatty() else "console"
@@ -18,6 +21,10 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     if not isinstance(lvl, int):
         raise ValueError(f"unknown log level {level!r}")
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(message)s")
+    if not structured:
+        return
+    import structlog
+
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

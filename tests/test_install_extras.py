@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: import name of each distribution an extra lists
 IMPORT_NAMES = {"kubernetes": "kubernetes", "rich": "rich", "matplotlib": "matplotlib"}
+OPTIONAL_DISTRIBUTIONS = {"rich", "matplotlib", "kubernetes"}
 OPTIONAL = sorted({m for mods in extras.EXTRA_MODULES.values() for m in mods})
 #: a process in which the optional packages and the emulator cannot be imported (as if not installed)
 BLOCK = f"import sys\nfor _m in {[*OPTIONAL, 'sim']!r}:\n    sys.modules[_m] = None\n"
@@ -40,7 +41,7 @@ def requirement_name(req: str) -> str:
 
 def test_core_dependencies_are_what_run_needs_and_extras_hold_the_rest():
     core = {requirement_name(r) for r in PYPROJECT["dependencies"]}
-    assert not core & set(IMPORT_NAMES), "an optional package crept back into the server's dependencies"
+    assert not core & OPTIONAL_DISTRIBUTIONS, "an optional package crept back into the server's dependencies"
     optional = PYPROJECT["optional-dependencies"]
     for extra, modules in extras.EXTRA_MODULES.items():
         listed = {IMPORT_NAMES[requirement_name(r)] for r in optional[extra] if not r.startswith("autoscaler[")}
@@ -58,21 +59,20 @@ def test_the_image_installs_the_server_alone():
 
 
 def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "kubernetes", None)
+    monkeypatch.setitem(sys.modules, "rich", None)
     with pytest.raises(extras.MissingExtra) as err:
-        extras.require("explain", "cli")
-    assert str(err.value) == ("error: autoscaler explain needs the 'cli' extra (missing: kubernetes): "
+        extras.require("recommend", "cli")
+    assert str(err.value) == ("error: autoscaler recommend needs the 'cli' extra (missing: rich): "
                               "pip install 'autoscaler[cli]'")
     extras.require("sim replay --report", "report")  # installed here: no error
     exc = ModuleNotFoundError("No module named 'matplotlib.pyplot'", name="matplotlib.pyplot")
     assert extras.hint(exc, "sim replay") == ("error: autoscaler sim replay needs the 'report' extra "
                                               "(missing: matplotlib): pip install 'autoscaler[report]'")
-    assert "'sim' extra" in extras.hint(ModuleNotFoundError(name="kubernetes"), "sim up")
+    assert "'sim' extra" in extras.hint(ModuleNotFoundError(name="rich"), "sim up")
     assert extras.hint(ModuleNotFoundError(name="not_ours"), "explain") is None
 
 
 @pytest.mark.parametrize(("module", "argv", "extra"), [
-    ("autoscaler.hpa.explain_cmd", ["-f", "snapshot.yaml"], "cli"),
     ("autoscaler.controller.recommend_cmd", [], "cli"),
 ])
 def test_commands_without_their_extra_say_which_to_install(module, argv, extra):
@@ -140,3 +140,20 @@ def test_run_serves_without_any_optional_package_or_the_emulator(tmp_path):
         cluster.stop()
     log = (tmp_path / "run.log").read_text()
     assert "ModuleNotFoundError" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_the_cli_names_the_extra_when_a_command_lacks_a_package(tmp_path):
+    """`autoscaler sim replay` where rich is not installed: one line naming the extra, exit 1."""
+    import numpy as np
+
+    from sim.replay.synth import hpa_manifest, synthesize
+    from sim.replay.trace import write_trace
+
+    trace = tmp_path / "web.json.gz"
+    write_trace(synthesize("web", 1_767_225_600.0, 15.0, np.full(40, 0.5), hpa_manifest("web", "default")), trace)
+    code = "import sys\nsys.modules['rich'] = None\nfrom autoscaler.cli import main\nsys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "sim", "replay", str(trace)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: autoscaler sim replay needs the 'sim' extra (missing: rich): pip install 'autoscaler[sim]'")

@@ -96,3 +96,15 @@ def test_field_validation_strict_warn_and_ignore(apiserver, tmp_path: Path):
     # kubectl patch sends no fieldValidation: the server's default, Warn, checks the patched object
     p = kubectl(apiserver, "patch", "hpa", "web", "--type=merge", "-p", '{"spec": {"maxReplica": 8}}')
     assert p.returncode == 0 and 'Warning: unknown field "spec.maxReplica"' in p.stderr, p.stderr
+
+
+def test_the_field_table_is_the_kubernetes_clients_models():
+    """autoscaler/k8s/api_fields.json (read instead of importing the client) matches the installed
+    client; after upgrading it run `python3 scripts/gen_api_fields.py`."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from gen_api_fields import OUT, table
+
+    assert json.loads(OUT.read_text()) == table(), "stale table: run python3 scripts/gen_api_fields.py"

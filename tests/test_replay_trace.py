@@ -155,3 +155,74 @@ def test_csv_header_and_duplicate_errors(tmp_path: Path) -> None:
     p.write_text("")
     with pytest.raises(CsvTraceError, match="empty file"):
         read_csv(p)
+
+
+def _doc(tr) -> str:
+    from sim.replay.trace import to_document
+
+    return json.dumps(to_document(tr), sort_keys=True)
+
+
+CSV_VARIANTS = {
+    # well-formed: the column reader takes these
+    "exported": None,
+    "shuffled columns, RFC 3339 times, spaces, a limit set on one container only": (
+        "pod,timestamp,namespace,workload,container,memory_bytes,cpu_cores,cpu_request_cores,cpu_limit_cores\n"
+        "a, 2026-01-01T00:00:00Z,ns,web, app,1000,0.5,0.25,1\n"
+        "b,2026-01-01T00:00:00Z,ns ,web,app,2e3, 0.25,0.25,\n"
+        "a,1767225615,ns,web,app ,1000,0.7,0.25,1\n"
+        "b,1767225615,ns,web,app,2000,1e-05,0.25,\n"
+        "a,2026-01-01T01:00:30+01:00,ns,web,app,1000,0.9,0.25,1\n"),
+    # irregular: the row reader takes these, with the same result
+    "quoted cells, a blank line, CRLF": (
+        'timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes\r\n'
+        '1767225600,"ns",web,a,app,0.5,1000\r\n\r\n'
+        '1767225615,ns,"web",a,app,"0.75",1000\r\n'),
+}
+
+
+@pytest.mark.parametrize("variant", list(CSV_VARIANTS))
+@pytest.mark.parametrize("gz", [False, True])
+def test_csv_column_reader_reads_like_the_row_reader(tmp_path: Path, trace, variant: str, gz: bool) -> None:
+    """Well-formed files are read column-wise; the result is the row reader's, value for value."""
+    from sim.replay.csvtrace import _read_columns
+
+    p = tmp_path / ("t.csv.gz" if gz else "t.csv")
+    text = CSV_VARIANTS[variant]
+    if text is None:
+        write_trace(trace, p)
+    else:
+        p.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    columns = _read_columns(p)
+    assert (columns is not None) == ("irregular" not in variant and "quoted" not in variant)
+    fast, skipped = read_csv(p)
+    rows, row_skipped = read_csv(p, skip_invalid=True)  # skip_invalid always takes the row reader
+    assert skipped == row_skipped == 0
+    assert _doc(fast) == _doc(rows)
+
+
+def test_csv_column_reader_leaves_a_changing_resource_to_the_row_reader(tmp_path: Path) -> None:
+    p = tmp_path / "r.csv"
+    p.write_text("timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes,cpu_request_cores\n"
+                 "1767225600,ns,web,a,app,0.5,1000,0.25\n1767225600,ns,web,b,app,0.5,1000,0.5\n"
+                 "1767225615,ns,web,a,app,0.5,1000,0.5\n")
+    with pytest.raises(CsvTraceError, match=r"r.csv:4: resources of container app in pod ns/a changed from 0.25"):
+        read_csv(p)
+
+
+def test_csv_column_reader_converts_numbers_like_float(tmp_path: Path) -> None:
+    """Numbers in every spelling float() accepts (and some it refuses) come out as the row reader's."""
+    spellings = ["0.5", "00.50", ".5", "5.", "5e-1", "5E-01", " 0.5", "0.5 ", "+0.5", "1_000", "1e3", "-0",
+                 "123456789012345678", "0.1234567890123456789", "\u0663", "inf", "nan", "1.5.2", "", "0x10", "-1"]
+    for k, spelling in enumerate(spellings):
+        rows = ["timestamp,namespace,workload,pod,container,cpu_cores,memory_bytes"]
+        rows += [f"{1767225600 + 15 * i},ns,web,p{i % 2},app,{spelling if i == 3 else '0.25'},"
+                 f"{spelling if i == 4 else 1000}" for i in range(8)]
+        p = tmp_path / f"n{k}.csv"
+        p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        by_rows, skipped = read_csv(p, skip_invalid=True)  # always the row reader
+        if skipped:
+            with pytest.raises(CsvTraceError, match=r":(5|6): "):
+                read_csv(p)
+        else:
+            assert _doc(read_csv(p)[0]) == _doc(by_rows), spelling

@@ -422,10 +422,19 @@ def small_resource_replicas(
     col = metrics.column(resource, container).tolist()
     if len(col) != len(metrics.names) or (requests is not None and len(requests) != n):
         return None  # inconsistent columns: let the numpy path report them
+    no_reqs = requests is None
+    reqs = repeat(0) if requests is None else pods.request_list(f"{container}/{resource}", requests)
+    same_pods = metrics.names is pods.names or metrics.names == pods.names
+    since = pods.running_ready_since()
+    if same_pods and since is not None and (not cpu or since + cpu_init <= now) and min(col) >= 0:
+        # The steady state: every pod Running and Ready, past the CPU initialization period, with a
+        # sample. The loop below would count each one ready with its measured usage; do it at once.
+        return _small_tail(n, sum(col), 0 if requests is None else sum(reqs), 0, 0, 0, [], [], 0, no_reqs,
+                           float(metrics.timestamp[0]), target_util, target, current, tol, want_info)
     m_ts = metrics.timestamp.tolist()
     m_win = metrics.window.tolist()
     extras: list[int] = []
-    if metrics.names is pods.names or metrics.names == pods.names:
+    if same_pods:
         value, ts, win = col, m_ts, m_win  # a negative value: the pod has no sample (missing)
     else:
         index = pods.index
@@ -442,16 +451,15 @@ def small_resource_replicas(
             else:
                 value[i], ts[i], win[i] = v, m_ts[j], m_win[j]
     first_ts = float(m_ts[0]) if len(metrics) else None
-    no_reqs = requests is None
-    reqs = repeat(0) if requests is None else requests.tolist()
-    start = pods.start_time.tolist() if cpu else repeat(0.0)
-    ready_time = pods.ready_time.tolist() if cpu else repeat(0.0)
+    deleting, phase, ready, start, ready_time = pods.lists()
+    if not cpu:
+        start, ready_time = repeat(0.0), repeat(0.0)
     n_ready = n_unready = n_missing = n_ignored = 0
     usage_total = request_total = req_unready_total = 0
     req_missing: list[int] = []
     # not strict: ``repeat`` stands in for the columns this metric does not need
-    for dl, ph, v, r, s, rt, t, w, rq in zip(pods.deleting.tolist(), pods.phase.tolist(), value,
-                                             pods.ready.tolist(), start, ready_time, ts, win, reqs, strict=False):
+    for dl, ph, v, r, s, rt, t, w, rq in zip(deleting, phase, value, ready, start, ready_time, ts, win, reqs,
+                                             strict=False):
         if dl or ph == FAILED:
             n_ignored += 1
             continue
@@ -478,6 +486,15 @@ def small_resource_replicas(
             n_ready += 1
             usage_total += v
             request_total += rq
+    return _small_tail(n_ready, usage_total, request_total, n_unready, n_missing, n_ignored, req_missing, extras,
+                       req_unready_total, no_reqs, first_ts, target_util, target, current, tol, want_info)
+
+
+def _small_tail(n_ready: int, usage_total: int, request_total: int, n_unready: int, n_missing: int, n_ignored: int,
+                req_missing: list[int], extras: list[int], req_unready_total: int, no_reqs: bool,
+                first_ts: float | None, target_util: int | None, target: int, current: int, tol: Tolerances,
+                want_info: bool) -> Proposal | None:
+    """The proposal of :func:`small_resource_replicas` from its per-group counts."""
     n_extras = len(extras)
     if n_ready + n_extras == 0:
         return None

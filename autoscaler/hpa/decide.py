@@ -241,34 +241,38 @@ def _resource_result(res: _MetricResult, ms: MetricSpec, prop: Proposal, build_s
     return res
 
 
+def _fail(res: _MetricResult, ms: MetricSpec, message: str, outer: str, exc: CalcError | None = None
+          ) -> _MetricResult:
+    """The metric failed: the condition/event text ``message`` and the error reconcile returns."""
+    res.reason, res.message, res.error = ms.reason, message, outer
+    if exc is not None and exc.pods is not None:
+        res.explain["pods"] = exc.pods
+    return res
+
+
+def _selector_or_spec_failure(res: _MetricResult, ms: MetricSpec, outer_prefix: str) -> _MetricResult | None:
+    """Pods and Object metrics: an unparsable metric selector, then a spec error, fail the metric."""
+    if ms.selector is not None:
+        try:
+            selector_from_object(ms.selector)
+        except SelectorError as e:
+            return _fail(res, ms, str(e), outer_prefix + str(e))
+    if ms.error:
+        return _fail(res, ms, ms.error, outer_prefix + ms.error)
+    return None
+
+
 def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, source: MetricsSource,
                  tol: Tolerances, config: ControllerConfig, now: float, detail: bool, build_status: bool,
                  want: bool = True) -> _MetricResult:
     res = _MetricResult()
     current, status_replicas = scale.spec_replicas, scale.status_replicas
 
-    def fail(message: str, outer: str, exc: CalcError | None = None) -> _MetricResult:
-        res.reason, res.message, res.error = ms.reason, message, outer
-        if exc is not None and exc.pods is not None:
-            res.explain["pods"] = exc.pods
-        return res
-
-    def metric_selector_or_spec_failure(outer_prefix: str) -> _MetricResult | None:
-        """Pods and Object metrics: an unparsable metric selector, then a spec error, fail the metric."""
-        if ms.selector is not None:
-            try:
-                selector_from_object(ms.selector)
-            except SelectorError as e:
-                return fail(str(e), outer_prefix + str(e))
-        if ms.error:
-            return fail(ms.error, outer_prefix + ms.error)
-        return None
-
     if ms.type in ("Resource", "ContainerResource"):
         outer_prefix = (f"failed to get {ms.resource} resource metric value: " if ms.type == "Resource"
                         else f"failed to get {ms.container} container metric value: ")
         if ms.error:
-            return fail(ms.error, outer_prefix + ms.error)
+            return _fail(res, ms, ms.error, outer_prefix + ms.error)
         kind = "usage" if ms.target_kind == "average" else "utilization"
         try:
             try:
@@ -313,12 +317,12 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
                     config.cpu_initialization_period, config.initial_readiness_delay, detail)
         except CalcError as e:
             msg = f"failed to get {ms.resource} {kind}: {e}"
-            return fail(msg, outer_prefix + msg, e)
+            return _fail(res, ms, msg, outer_prefix + msg, e)
         return _resource_result(res, ms, prop, build_status)
 
     if ms.type == "Pods":
         outer_prefix = "failed to get pods metric value: "
-        if (failed := metric_selector_or_spec_failure(outer_prefix)) is not None:
+        if (failed := _selector_or_spec_failure(res, ms, outer_prefix)) is not None:
             return failed
         try:
             try:
@@ -330,7 +334,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
                                               config.cpu_initialization_period, config.initial_readiness_delay,
                                               detail)
         except CalcError as e:
-            return fail(str(e), outer_prefix + str(e), e)
+            return _fail(res, ms, str(e), outer_prefix + str(e), e)
         res.proposal = prop
         if build_status:
             metric = {"name": ms.metric_name}
@@ -341,7 +345,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
 
     if ms.type == "Object":
         outer_prefix = "failed to get object metric value: "
-        if (failed := metric_selector_or_spec_failure(outer_prefix)) is not None:
+        if (failed := _selector_or_spec_failure(res, ms, outer_prefix)) is not None:
             return failed
         d = ms.described
         try:
@@ -361,7 +365,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
         except CalcError as e:
             outer = (outer_prefix + str(e) if ms.target_kind == "value"
                      else f"{outer_prefix}failed to get {ms.metric_name} object metric: {e}")
-            return fail(str(e), outer)
+            return _fail(res, ms, str(e), outer)
         res.proposal = prop
         if build_status:
             metric = {"name": ms.metric_name}
@@ -375,7 +379,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
     if ms.type == "External":
         outer_prefix = f"failed to get {ms.metric_name} external metric value: "
         if ms.error:
-            return fail(ms.error, outer_prefix + ms.error)
+            return _fail(res, ms, ms.error, outer_prefix + ms.error)
         try:
             try:
                 selector_from_object(ms.selector)
@@ -395,7 +399,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
         except CalcError as e:
             inner = (f"failed to get {ms.metric_name} external metric: {e}" if ms.target_kind == "average"
                      else f"failed to get external metric {ms.metric_name}: {e}")
-            return fail(str(e), outer_prefix + inner)
+            return _fail(res, ms, str(e), outer_prefix + inner)
         res.proposal = prop
         if build_status:
             metric = {"name": ms.metric_name}
@@ -406,7 +410,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             res.status = {"type": "External", "external": {"metric": metric, "current": cur}}
         return res
 
-    return fail(ms.error or f'unknown metric source type "{ms.type}"', ms.error or "")
+    return _fail(res, ms, ms.error or f'unknown metric source type "{ms.type}"', ms.error or "")
 
 
 def _metric_target_explain(ms: MetricSpec) -> dict[str, Any]:
@@ -419,8 +423,10 @@ def _metric_target_explain(ms: MetricSpec) -> dict[str, Any]:
     return {}
 
 
+@functools.lru_cache(maxsize=256)
 def _parse_group_version(api_version: str) -> str | None:
-    """schema.ParseGroupVersion: return the error text, or None when it parses."""
+    """schema.ParseGroupVersion: return the error text, or None when it parses (cached: the same
+    target comes back every sync)."""
     if api_version.count("/") > 1:
         return f"unexpected GroupVersion string: {api_version}"
     return None
@@ -476,7 +482,7 @@ def decide(
     if explain not in EXPLAIN_LEVELS:
         raise ValueError(f"explain must be one of {EXPLAIN_LEVELS}, got {explain!r}")
     cfg = config or ControllerConfig()
-    h = compile_hpa(hpa)  # type: ignore[arg-type]
+    h = hpa if isinstance(hpa, CompiledHPA) else compile_hpa(hpa)  # type: ignore[arg-type]
     original = dict(hpa_status if hpa_status is not None else h.status)
     conds = _Conditions(original.get("conditions") or [], now)
     st = _fork(state)
@@ -507,9 +513,8 @@ def decide(
         if want:
             ex["branch"] = "failed to get the target's scale"
             ex["scale"] = {"error": err}
-        ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
         error = (f"invalid API version in scale target reference: {gv_error}" if gv_error
-                 else f"failed to query scale subresource for {ref}: {err}")
+                 else f"failed to query scale subresource for {h.target_text}: {err}")
         return finish(dict(original), scale_to=None, updated=False, error=error,
                       desired=original.get("desiredReplicas"))
     conds.set("AbleToScale", "True", "SucceededGetScale", "the HPA controller was able to get the target's current scale")
@@ -523,9 +528,8 @@ def decide(
     min_r, max_r = h.min_replicas, h.max_replicas
     gate_zero = cfg.scale_to_zero
     scaled_to_zero = _scaled_to_zero(conds.get("ScaledToZero"), cfg)
-    ref = f"{h.target_ref.get('kind', '')}/{h.namespace}/{h.target_ref.get('name', '')}"
     # HPAGeneration: observedGeneration is metadata.generation, 0 for an HPA the API server gave none
-    gen = int((h.obj.get("metadata") or {}).get("generation") or 0) if cfg.observed_generation else None
+    gen = h.generation if cfg.observed_generation else None
 
     metric_statuses: list[dict[str, Any]] | None = None
     desired = 0
@@ -560,7 +564,7 @@ def decide(
                              build_status, gen)
             events.append({"type": "Warning", "reason": "FailedComputeMetricsReplicas", "message": metric_error or ""})
             return finish(status, scale_to=current, updated=False,
-                          error=f"failed to compute desired number of replicas based on listed metrics for {ref}: "
+                          error=f"failed to compute desired number of replicas based on listed metrics for {h.target_text}: "
                                 f"{metric_error}", desired=original.get("desiredReplicas"))
         error = metric_error
         rescale_metric = ""
@@ -701,7 +705,8 @@ def _compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: Metrics
     explained: list[dict[str, Any]] = []
     for ms in h.metrics:
         r = _eval_metric(ms, h, scale, pods, source, tol, cfg, now, detail, build_status, want)
-        statuses.append(r.status if r.status is not None else {"type": ""})
+        if build_status:  # (read only to build status.currentMetrics)
+            statuses.append(r.status if r.status is not None else {"type": ""})
         if want:
             item: dict[str, Any] = {"index": ms.index, "type": ms.type, "description": ms.description,
                                     "target": _metric_target_explain(ms),

@@ -16,6 +16,8 @@ import sys
 from typing import Any
 
 HELP = __doc__ or ""
+#: writes no structured logs, so the CLI starts it without loading structlog
+LOGS = False
 
 
 
@@ -48,10 +50,6 @@ def _fail(message: str) -> int:
 def main(args: argparse.Namespace) -> int:
     import json
     import time
-
-    from autoscaler.extras import require
-
-    require("explain", "cli")
 
     from autoscaler.hpa.decide import decide
     from autoscaler.hpa.gates import config_for

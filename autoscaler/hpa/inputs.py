@@ -8,6 +8,7 @@ per-pod Python objects, and the calculator can group and sum pods in a few vecto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -78,6 +79,9 @@ class PodSet:
     container_requests: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     labels: list[Mapping[str, str]] | None = None
     _index: dict[str, int] | None = None
+    _lists: tuple[list[bool], list[int], list[int], list[float], list[float]] | None = None
+    _request_lists: dict[str, tuple[np.ndarray, list[int]]] | None = None
+    _settled: float | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -87,6 +91,35 @@ class PodSet:
         if self._index is None:
             self._index = {n: i for i, n in enumerate(self.names)}
         return self._index
+
+    def lists(self) -> tuple[list[bool], list[int], list[int], list[float], list[float]]:
+        """``(deleting, phase, ready, start_time, ready_time)`` as lists, made once: a replay passes
+        the same PodSet to many syncs, and the few-pod proposal loops over plain lists. (Like the
+        name index, this assumes the columns are not modified once the set is in use.)"""
+        if self._lists is None:
+            self._lists = (self.deleting.tolist(), self.phase.tolist(), self.ready.tolist(),
+                           self.start_time.tolist(), self.ready_time.tolist())
+        return self._lists
+
+    def running_ready_since(self) -> float | None:
+        """The latest start time if every pod is Running, Ready=True, not being deleted and has a
+        start time (the steady state, where the proposal needs no pod-by-pod rules), else None."""
+        if self._settled is None:
+            deleting, phase, ready, start, _ = self.lists()
+            plain = (len(start) > 0 and not any(deleting) and all(p == RUNNING for p in phase)
+                     and all(r == COND_TRUE for r in ready) and not any(s != s for s in start))
+            self._settled = max(start) if plain else math.nan
+        return None if self._settled != self._settled else self._settled
+
+    def request_list(self, resource: str, column: np.ndarray) -> list[int]:
+        """``column`` (a request column of this set) as a list, made once per column."""
+        cache = self._request_lists
+        if cache is None:
+            cache = self._request_lists = {}
+        hit = cache.get(resource)
+        if hit is None or hit[0] is not column:
+            hit = cache[resource] = (column, column.tolist())
+        return hit[1]
 
     @classmethod
     def from_arrays(

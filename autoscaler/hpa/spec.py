@@ -72,6 +72,10 @@ class CompiledHPA:
     has_object_or_external: bool
     obj: dict[str, Any]
     status: dict[str, Any]
+    #: ``metadata.generation`` (0 when the API server gave none): status.observedGeneration
+    generation: int = 0
+    #: ``Kind/namespace/name`` of the scale target, as the controller's errors name it
+    target_text: str = ""
 
     @property
     def key(self) -> str:
@@ -212,15 +216,19 @@ def compile_hpa(hpa: dict[str, Any] | CompiledHPA) -> CompiledHPA:
         down = _compile_rules(behavior.get("scaleDown"))
         compiled_behavior = {"up": up, "down": down}  # type: ignore[dict-item]
     min_r = spec.get("minReplicas")
+    namespace = str(meta.get("namespace") or "default")
+    ref = dict(spec.get("scaleTargetRef") or {})
     return CompiledHPA(
-        namespace=str(meta.get("namespace") or "default"),
+        namespace=namespace,
         name=str(meta.get("name") or ""),
         min_replicas=1 if min_r is None else int(min_r),
         max_replicas=int(spec.get("maxReplicas") or 0),
         metrics=metrics,
         behavior=compiled_behavior,
-        target_ref=dict(spec.get("scaleTargetRef") or {}),
+        target_ref=ref,
         has_object_or_external=any(m.type in ("Object", "External") for m in metrics),
         obj=obj,
         status=dict(obj.get("status") or {}),
+        generation=int(meta.get("generation") or 0),
+        target_text=f"{ref.get('kind', '')}/{namespace}/{ref.get('name', '')}",
     )

@@ -4,17 +4,21 @@ kube-apiserver decodes a built-in object into its Go type, so a field the type l
 with ``fieldValidation=Strict`` (kubectl's default since 1.27) it is an error
 ``strict decoding error: unknown field "spec.foo"``, with ``Warn`` a warning. The field lists
 come from the ``kubernetes`` client's generated models (the same OpenAPI the server publishes),
-so they follow the client version the project pins.
+copied into ``api_fields.json`` by ``scripts/gen_api_fields.py`` (the client version the project
+pins): reading that table takes a millisecond, importing the client a third of a second.
 
 Paths are written the way the API server writes them: ``spec.metrics[0].resource.target.x``.
-The models are imported on first use: every command's argument parser imports this module, and
-the ``kubernetes`` client would add tens of megabytes to ``autoscaler run``, which never needs it.
+The table is read on first use.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from pathlib import Path
 from typing import Any
+
+TABLE = Path(__file__).resolve().parent / "api_fields.json"
 
 #: Kinds whose model name is not simply the version followed by the kind.
 _MODEL_NAMES = {("v1", "Event"): "CoreV1Event", ("events.k8s.io/v1", "Event"): "EventsV1Event"}
@@ -28,21 +32,13 @@ def model_for(api_version: str, kind: str) -> str | None:
         if not version or not kind:
             return None
         name = version[0].upper() + version[1:] + kind
-    return name if isinstance(getattr(_models(), name, None), type) else None
+    return name if name in _models() else None
 
 
 @cache
-def _models() -> Any:
-    from kubernetes.client import models
-
-    return models
-
-
-@cache
-def _fields(model: str) -> dict[str, str]:
-    """JSON field name -> type string of one model."""
-    cls = getattr(_models(), model)
-    return {cls.attribute_map[attr]: typ for attr, typ in cls.openapi_types.items()}
+def _models() -> dict[str, dict[str, str]]:
+    """model name -> {JSON field name -> type string}."""
+    return json.loads(TABLE.read_text(encoding="utf-8"))["models"]
 
 
 def _inner(typ: str) -> str | None:
@@ -68,9 +64,9 @@ def _walk(value: Any, typ: str, steps: tuple[str | int, ...], out: list[tuple[st
             for key, item in value.items():
                 _walk(item, inner, (*steps, f"[{key}]"), out)
         return
-    if not isinstance(value, dict) or not isinstance(getattr(_models(), typ, None), type):
+    fields = _models().get(typ)
+    if not isinstance(value, dict) or fields is None:
         return  # a scalar, a free-form object (IntOrString, RawExtension, fieldsV1) or a type mismatch
-    fields = _fields(typ)
     for key, item in value.items():
         if key in fields:
             _walk(item, fields[key], (*steps, key), out)

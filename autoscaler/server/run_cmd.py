@@ -1,4 +1,4 @@
-"""Run the metrics pipeline as an aggregated API server: collector, window store and metrics.k8s.io.
+"""Run the metrics pipeline (a drop-in metrics-server serving metrics.k8s.io) and the HPA controller.
 
 `autoscaler run` is a drop-in metrics-server: the same flags (names and defaults where they
 overlap), the same APIService, RBAC and probes. It watches Nodes and Running pods (metadata
@@ -6,6 +6,14 @@ only), scrapes every kubelet each --metric-resolution, and serves NodeMetrics/Po
 HTTPS with delegated authentication (front-proxy request headers, client certificates,
 TokenReview) and authorization (SubjectAccessReview). Outside a cluster it falls back to
 --kubeconfig, then $KUBECONFIG / ~/.kube/config.
+
+In the same process runs the HPA controller, which decides every HorizontalPodAutoscaler's
+replicas exactly like kube-controller-manager's (same flags and defaults), reading resource
+metrics straight from the window store. --controller-mode picks what it does: dry-run (the
+default) writes nothing and publishes its recommendations as metrics and events; active
+reconciles HPAs in place of kube-controller-manager's controller (disable that one with
+--controllers=*,-horizontalpodautoscaling); off runs the metrics pipeline alone. With
+--leader-elect (default true) only the Lease holder of several replicas reconciles.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from typing import Any
 from autoscaler.k8s.timefmt import duration_flag
 
 HELP = __doc__ or ""
+#: writes no structured logs, so the CLI starts it without loading structlog
+LOGS = False
 
 OUTPUTS = ("table", "json", "csv")
 
