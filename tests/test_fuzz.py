@@ -27,7 +27,8 @@ def test_crasher_now_gets_a_clear_error(name: str, path: Path) -> None:
     """An input that once crashed a parser ends in its documented error with a message (or parses)."""
     t0 = time.monotonic()
     error = TARGETS[name].outcome(path.read_bytes())  # a crash (any other exception) fails the test
-    assert time.monotonic() - t0 < 5, f"{path} took over 5 s"
+    # a hang guard, not a speed figure: the slowest crasher takes ~2 s on a busy 2-core machine
+    assert time.monotonic() - t0 < 30, f"{path} took over 30 s"
     assert error is None or str(error).strip()
 
 

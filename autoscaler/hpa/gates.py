@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from autoscaler.hpa.decide import ControllerConfig
+from autoscaler.hpa.config import ControllerConfig
 from autoscaler.hpa.versions import DEFAULT_VERSION, check_gate_names, resolve_gates
 
 #: feature gate -> the ControllerConfig field it sets (a gate a version lacks is off there)
