@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.k8s.timefmt import parse_time
-from sim.replay.trace import ContainerTrace, PodTrace, Trace, TraceError, WorkloadTrace
+from sim.replay.tracemodel import ContainerTrace, PodTrace, Trace, TraceError, WorkloadTrace
 
 REQUIRED = ("timestamp", "namespace", "workload", "pod", "container", "cpu_cores", "memory_bytes")
 OPTIONAL = ("cpu_request_cores", "cpu_limit_cores", "memory_request_bytes", "memory_limit_bytes")

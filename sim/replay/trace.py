@@ -6,6 +6,9 @@ samples with requests and limits, the replica count over time and the HPA manife
 over time. docs/trace-format.md is the specification; :data:`FORMAT` and :data:`VERSION` identify
 a file, and readers refuse versions they do not know rather than guess.
 
+The types are in :mod:`sim.replay.tracemodel` (re-exported here); the CSV form is
+:mod:`sim.replay.csvtrace`, which :func:`read_trace` and :func:`write_trace` pick by file name.
+
 The native file is one JSON document (gzip-compressed when the name ends in ``.gz``). Every time
 in it is seconds relative to ``start`` (RFC 3339), which keeps sample arrays short and exact.
 """
@@ -15,99 +18,19 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autoscaler.k8s.timefmt import parse_time
+from sim.replay.tracemodel import ContainerTrace, HPARecord, PodTrace, Trace, TraceError, WorkloadTrace
+
+__all__ = ["FORMAT", "VERSION", "ContainerTrace", "HPARecord", "PodTrace", "Trace", "TraceError", "WorkloadTrace",
+           "from_document", "is_csv", "read_trace", "to_document", "write_trace"]
 
 FORMAT = "autoscaler-trace"
 VERSION = 1
-
-
-class TraceError(ValueError):
-    """A trace file that cannot be read; the message names the file and the place."""
-
-
-@dataclass
-class ContainerTrace:
-    """One container's samples (Unix seconds, cores, bytes) and its resources (None = unset)."""
-
-    name: str
-    t: np.ndarray
-    cpu: np.ndarray
-    memory: np.ndarray
-    cpu_request: float | None = None
-    cpu_limit: float | None = None
-    memory_request: float | None = None
-    memory_limit: float | None = None
-
-
-@dataclass
-class PodTrace:
-    """One pod: lifecycle times (Unix seconds; None = not observed / still alive) and containers."""
-
-    name: str
-    containers: list[ContainerTrace]
-    created: float | None = None
-    started: float | None = None
-    ready: float | None = None
-    deleted: float | None = None
-
-    def first_sample(self) -> float | None:
-        firsts = [float(c.t[0]) for c in self.containers if len(c.t)]
-        return min(firsts) if firsts else None
-
-    def last_sample(self) -> float | None:
-        lasts = [float(c.t[-1]) for c in self.containers if len(c.t)]
-        return max(lasts) if lasts else None
-
-
-@dataclass
-class HPARecord:
-    """An HPA manifest (autoscaling/v2) in force from ``since`` (Unix seconds) on."""
-
-    since: float
-    manifest: dict[str, Any]
-
-
-@dataclass
-class WorkloadTrace:
-    namespace: str
-    name: str
-    kind: str = ""  # "" when the source does not say (CSV)
-    pods: list[PodTrace] = field(default_factory=list)
-    #: spec.replicas as a step function: value ``replicas[i]`` from ``replicas_t[i]`` on
-    replicas_t: np.ndarray = field(default_factory=lambda: np.empty(0))
-    replicas: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    hpas: list[HPARecord] = field(default_factory=list)
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass
-class Trace:
-    workloads: list[WorkloadTrace]
-    start: float
-    end: float
-    resolution: float
-    source: str = ""
-
-    def workload(self, namespace: str | None, name: str | None) -> WorkloadTrace:
-        """The workload called ``namespace/name`` (either may be None when unambiguous)."""
-        found = [w for w in self.workloads
-                 if (name is None or w.name == name) and (namespace is None or w.namespace == namespace)]
-        if len(found) == 1:
-            return found[0]
-        known = ", ".join(w.key for w in self.workloads) or "none"
-        want = f"{namespace or '*'}/{name or '*'}"
-        if not found:
-            raise TraceError(f"the trace has no workload {want} (it has: {known})")
-        raise TraceError(f"the trace has several workloads matching {want} ({known}): pick one with --workload NS/NAME")
 
 
 def _rel(x: float | None, start: float) -> float | None:
