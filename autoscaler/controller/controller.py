@@ -116,7 +116,11 @@ class HPAController:
     def __init__(self, kube: KubeConfig, options: ControllerOptions, resource_metrics: ResourceMetrics | None = None,
                  *, clock: Callable[[], float] = time.time, sleep: Callable[[float], Any] = asyncio.sleep,
                  metrics: ControllerMetrics | None = None, identity: str | None = None,
-                 client: KubeClient | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 client: KubeClient | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 pod_informer: Informer | None = None) -> None:
+        """``pod_informer``: an informer of all pods (slimmed by :func:`slim_pod` or keeping more)
+        that someone else runs, e.g. `autoscaler run`'s shared one; without it the controller
+        lists and watches pods itself."""
         from autoscaler.controller.metrics_source import ApiResourceMetrics
 
         options.validate()
@@ -139,7 +143,10 @@ class HPAController:
                                                   mapper),
                                    _InformerPods(self.pod_index), options.config)
         self.hpas = Informer(kube, HPA_PATH, name="horizontalpodautoscalers")
-        self.pods = Informer(kube, "/api/v1/pods", name="controller-pods", transform=slim_pod)
+        self._own_pods = pod_informer is None
+        self.pods = pod_informer or Informer(kube, "/api/v1/pods", name="controller-pods", transform=slim_pod)
+        for pod in self.pods.items():  # a shared informer may have listed already
+            self.pod_index.upsert(pod)
         self.pods.add_handler(self.pod_index.handler)
         self.hpas.add_handler(self._on_hpa)
         self.elector: LeaderElector | None = None
@@ -163,9 +170,10 @@ class HPAController:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, timeout: float | None = 60.0) -> None:
-        """Start the informers and wait until both have listed (``timeout`` None: as long as it takes)."""
+        """Start the informers (a shared pod informer runs elsewhere) and wait until both have listed
+        (``timeout`` None: as long as it takes)."""
         self._stop_informers.clear()
-        for inf in (self.hpas, self.pods):
+        for inf in (self.hpas, self.pods) if self._own_pods else (self.hpas,):
             self._tasks.append(asyncio.create_task(inf.run(self._stop_informers), name=f"informer {inf.name}"))
         for inf in (self.hpas, self.pods):
             if not await inf.wait_synced(timeout):
