@@ -7,7 +7,7 @@ and in active mode the status writes). One sync period is 15 s; the figures say 
 full sync takes. CPU seconds are the controller thread's (the emulated cluster runs on another
 thread of this process; its cost is reported separately as the process total).
 
-    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active]
+    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -85,16 +85,27 @@ async def run(args: argparse.Namespace) -> dict:
             await ctl.catch_up(120)
             setup = time.perf_counter() - t_setup
             syncs = []
+            profiler = None
+            if args.profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
             for _ in range(args.syncs):
                 requests0 = ctl.client.requests
+                if profiler is not None:
+                    profiler.enable()
                 w0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
                 out = await ctl.sync_all()
                 wall, cpu, proc = time.perf_counter() - w0, time.thread_time() - c0, time.process_time() - p0
+                if profiler is not None:
+                    profiler.disable()
                 syncs.append({"wall_seconds": round(wall, 3), "controller_cpu_seconds": round(cpu, 3),
                               "process_cpu_seconds": round(proc, 3), "reconciled": len(out),
                               "errors": sum(o.error is not None for o in out.values()),
                               "rescaled": sum(o.updated for o in out.values()),
                               "api_requests": ctl.client.requests - requests0})
+            if profiler is not None:
+                profiler.dump_stats(args.profile)
             await ctl.close()
             await collector.client.close()
             stop.set()
@@ -120,6 +131,7 @@ def main() -> None:
     p.add_argument("--syncs", type=int, default=3)
     p.add_argument("--workers", type=int, default=5)
     p.add_argument("--mode", choices=["active", "dry-run"], default="active")
+    p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured syncs (controller thread) to FILE")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -40,7 +40,7 @@ from autoscaler.controller.prommetrics import ControllerMetrics
 from autoscaler.controller.scales import RESTMapper, ScaleClient, ScaleError
 from autoscaler.controller.summary import limiting_rule, one_line
 from autoscaler.controller.workqueue import WorkQueue
-from autoscaler.hpa import HPAState, rescale_failed
+from autoscaler.hpa import HPAState, PodSet, rescale_failed
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.informer import Informer, object_key
 from autoscaler.k8s.kubeconfig import KubeConfig
@@ -108,6 +108,9 @@ class _InformerPods:
 
     async def pods(self, namespace: str, selector: LabelSelector) -> list[dict[str, Any]]:
         return self.index.select(namespace, selector)
+
+    async def pod_set(self, namespace: str, selector: LabelSelector) -> tuple[list[dict[str, Any]], PodSet]:
+        return self.index.select_set(namespace, selector)
 
 
 class HPAController:
