@@ -427,7 +427,7 @@ async def test_kept_alive_kubelet_connections_use_small_tls_buffers_without_a_pr
     thousands of nodes; the scraper shrinks its own connections', nobody else's."""
     import asyncio.sslproto
 
-    from autoscaler.scraper.kubelet_client import SSL_READ_BUFFER
+    from autoscaler.scraper.http1 import SSL_READ_BUFFER
 
     default = asyncio.sslproto.SSLProtocol.max_size
     k = FakeKubelet("n")
@@ -435,7 +435,7 @@ async def test_kept_alive_kubelet_connections_use_small_tls_buffers_without_a_pr
     try:
         col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [k.node()], kube_for(pki))
         assert (await col.scrape_cycle()).succeeded == 1
-        conns = [proto for protos in col.client._session.connector._conns.values() for proto, _ in protos]
+        conns = [c for idle in col.client._pool._idle.values() for c in idle]
         assert conns, "the connection is kept alive for the next cycle"
         buffers = {len(p.transport._ssl_protocol._ssl_buffer) for p in conns}
         assert buffers == {SSL_READ_BUFFER}
