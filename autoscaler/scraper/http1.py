@@ -11,14 +11,15 @@ decoder without a copy. Anything unexpected closes the connection; errors are :c
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import ssl
 import time
 from typing import Any
 
 #: asyncio allocates (and zero-fills) a read buffer of ``SSLProtocol.max_size`` (256 KiB) for every
 #: TLS connection. Kept-alive connections to thousands of kubelets would then cost 256 KiB each,
-#: more than everything else per node together. TLS records carry at most 16 KiB, so a 16 KiB
-#: buffer costs only a few more (cheap) reads per response.
+#: more than everything else per node together (and the allocation is a tenth of a handshake's
+#: CPU). TLS records carry at most 16 KiB, so a 16 KiB buffer costs only a few more (cheap) reads.
 SSL_READ_BUFFER = 16 * 1024
 _MAX_HEAD = 64 * 1024  # status line and headers
 
@@ -33,16 +34,10 @@ class StatusError(FetchError):
         self.status = status
 
 
-def shrink_tls_buffer(transport: asyncio.BaseTransport) -> None:
-    """Give one TLS connection a 16 KiB read buffer (asyncio has no setting for it).
+class _SmallBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol with a 16 KiB read buffer (the class attribute is its only setting)."""
 
-    This reaches into the transport's SSLProtocol; should those internals change, connections
-    keep the default buffer (memory only, behaviour unchanged)."""
-    ssl_proto = getattr(transport, "_ssl_protocol", None)
-    if ssl_proto is not None and len(getattr(ssl_proto, "_ssl_buffer", b"")) > SSL_READ_BUFFER:
-        ssl_proto.max_size = SSL_READ_BUFFER  # instance attribute: get_buffer() never grows past it
-        ssl_proto._ssl_buffer = bytearray(SSL_READ_BUFFER)
-        ssl_proto._ssl_buffer_view = memoryview(ssl_proto._ssl_buffer)
+    max_size = SSL_READ_BUFFER
 
 
 class _Conn(asyncio.Protocol):
@@ -261,17 +256,26 @@ class Pool:
 
     async def _connect(self, host: str, port: int) -> _Conn:
         loop = asyncio.get_running_loop()
+        conn = _Conn()
+        raw: asyncio.BaseTransport | None = None
         try:
-            _, conn = await loop.create_connection(
-                _Conn, host, port, ssl=self.ssl, server_hostname=host if self.ssl is not None else None)
-        except ssl.SSLCertVerificationError as exc:
-            raise FetchError(f"TLS verification failed: {exc}") from None
-        except ssl.SSLError as exc:
-            raise FetchError(f"TLS error: {exc}") from None
-        except OSError as exc:
-            raise FetchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
-        if self.ssl is not None and conn.transport is not None:
-            shrink_tls_buffer(conn.transport)
+            if self.ssl is None:
+                await loop.create_connection(lambda: conn, host, port)
+            else:  # what create_connection(ssl=...) does, with the small-buffer TLS protocol
+                handshake: asyncio.Future[None] = loop.create_future()
+                tls = _SmallBufferSSLProtocol(loop, conn, self.ssl, handshake, server_hostname=host)
+                raw, _ = await loop.create_connection(lambda: tls, host, port)
+                await handshake
+        except BaseException as exc:
+            if raw is not None:
+                raw.close()
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise FetchError(f"TLS verification failed: {exc}") from None
+            if isinstance(exc, ssl.SSLError):
+                raise FetchError(f"TLS error: {exc}") from None
+            if isinstance(exc, OSError):
+                raise FetchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+            raise
         self.connections_opened += 1
         return conn
 
