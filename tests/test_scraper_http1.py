@@ -147,3 +147,24 @@ async def test_idle_connections_past_the_keepalive_are_closed():
         assert await fetch(pool, port) == b"ok"
         await pool.close()
     assert srv.connections == 2
+
+
+def test_kubelet_tls_trusts_only_the_cluster_ca_and_asks_for_no_tickets(tmp_path):
+    """metrics-server's client trusts the cluster CA alone, not every public root of the host."""
+    import ssl
+
+    from autoscaler.k8s.certs import generate_ca
+    from autoscaler.k8s.kubeconfig import KubeConfig
+    from autoscaler.scraper.kubelet_client import kubelet_ssl_context
+    from autoscaler.scraper.options import ScrapeOptions
+
+    ca = generate_ca("cluster-ca")
+    (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
+    kube = KubeConfig(host="https://127.0.0.1:1", ca_file=str(tmp_path / "ca.crt"), token="t")
+    ctx = kubelet_ssl_context(ScrapeOptions(), kube)
+    assert isinstance(ctx, ssl.SSLContext)
+    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "cluster-ca"),),)]
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2 and ctx.options & ssl.OP_NO_TICKET
+    by_flag = kubelet_ssl_context(ScrapeOptions(kubelet_certificate_authority=str(tmp_path / "ca.crt")), None)
+    assert len(by_flag.get_ca_certs()) == 1

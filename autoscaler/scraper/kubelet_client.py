@@ -39,7 +39,10 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         return kube.ssl_context()  # through the node proxy we talk TLS to kube-apiserver, as the kubeconfig says
     if opts.deprecated_kubelet_completely_insecure:
         return False
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # The secure client defaults (TLS 1.2+, hostname and chain checked), trusting only the cluster CA
+    # (or the flag's), as metrics-server's client does: the system's public roots are loaded only
+    # when neither is known.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # No session resumption here (asyncio cannot offer a saved session), so TLS 1.3 session tickets
     # are pure cost: a server sends them only to clients that say they can use them (RFC 8446
     # §4.2.9), and this option says we cannot. Verification is unaffected.
@@ -51,6 +54,8 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         ctx.load_verify_locations(cafile=opts.kubelet_certificate_authority)
     elif kube is not None and (ca := kube.ca_pem()):
         ctx.load_verify_locations(cadata=ca.decode())
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if opts.kubelet_client_certificate:
         ctx.load_cert_chain(opts.kubelet_client_certificate, opts.kubelet_client_key)
     elif kube is not None:
