@@ -84,7 +84,8 @@ async def run(args: argparse.Namespace) -> dict:
         cluster = run_in_thread(scenario(args.hpas, args.pods_per_hpa), Path(tmp), clock=ManualClock(start=time.time() - 3600))
         stop = asyncio.Event()
         try:
-            cluster.advance(30)
+            for _ in range(30):  # in steps: each is bounded, and 50,000 pods start in the first ones
+                cluster.advance(1)
             mkube = load_kubeconfig(str(cluster.metrics_kubeconfig))
             opts = ScrapeOptions(kubelet_use_node_status_port=True)
             store = WindowStore(opts.metric_resolution, opts.metric_history)
