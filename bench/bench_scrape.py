@@ -199,6 +199,15 @@ def serve_main(args: argparse.Namespace) -> None:
 
 
 # -- the collector side ----------------------------------------------------------------------------
+def error_kinds(errors: dict[str, str]) -> dict[str, int]:
+    """How many nodes failed for each reason (the text up to its first digit or colon)."""
+    kinds: dict[str, int] = {}
+    for text in errors.values():
+        kind = re.split(r"[0-9:]", text, maxsplit=1)[0].strip()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 async def measure(nodes: int, ports: list[int], source: str, cycles: int, ca: Path, profile: str | None = None) -> dict:
     from autoscaler.k8s.kubeconfig import KubeConfig
     from autoscaler.scraper.collector import Collector, ScrapeOptions
@@ -226,7 +235,8 @@ async def measure(nodes: int, ports: list[int], source: str, cycles: int, ca: Pa
     first = await col.scrape_cycle()
     if profilers:
         profilers["first"].disable()
-    warm = {"cpu_s": cpu_seconds() - c0, "wall_s": time.perf_counter() - w0, "failed": first.failed}
+    warm = {"cpu_s": cpu_seconds() - c0, "wall_s": time.perf_counter() - w0, "failed": first.failed,
+            "errors": error_kinds(first.errors)}
     per_cycle = []
     for _ in range(cycles):
         c0, w0 = cpu_seconds(), time.perf_counter()
@@ -236,7 +246,7 @@ async def measure(nodes: int, ports: list[int], source: str, cycles: int, ca: Pa
         if profilers:
             profilers["steady"].disable()
         per_cycle.append({"cpu_s": cpu_seconds() - c0, "wall_s": time.perf_counter() - w0, "failed": st.failed,
-                          "succeeded": st.succeeded, "containers": st.containers})
+                          "succeeded": st.succeeded, "containers": st.containers, "errors": error_kinds(st.errors)})
     for name, prof in profilers.items():
         prof.dump_stats(f"{profile}-{name}.prof")
     gc.collect()
@@ -252,7 +262,7 @@ async def measure(nodes: int, ports: list[int], source: str, cycles: int, ca: Pa
         "containers_per_cycle": per_cycle[-1]["containers"],
         "failed_per_cycle": max(c["failed"] for c in per_cycle),
         "pods_served": served,
-        "warmup_cycle": {k: round(v, 4) for k, v in warm.items()},
+        "warmup_cycle": {k: round(v, 4) if isinstance(v, float) else v for k, v in warm.items()},
         "cycle_cpu_s_median": round(cpu, 4),
         "cpu_ms_per_node_cycle": round(cpu / nodes * 1000, 4),
         "millicores_per_node_at_15s": round(cpu / nodes / 15.0 * 1000, 4),
