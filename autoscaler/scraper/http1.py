@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ssl
+import threading
 import time
 from typing import Any
 
 #: asyncio allocates (and zero-fills) a read buffer of ``SSLProtocol.max_size`` (256 KiB) for every
 #: TLS connection. Kept-alive connections to thousands of kubelets would then cost 256 KiB each,
-#: more than everything else per node together (and the allocation is a tenth of a handshake's
-#: CPU). TLS records carry at most 16 KiB, so a 16 KiB buffer costs only a few more (cheap) reads.
+#: more than everything else per node together. The buffer only ever holds bytes between one
+#: socket read and their copy into the connection's TLS input (both synchronous, in the loop's
+#: thread), so the scrape's connections share one per thread; decrypted reads are 16 KiB at most
+#: (a TLS record).
 SSL_READ_BUFFER = 16 * 1024
+SHARED_SOCKET_BUFFER = 256 * 1024
+_shared = threading.local()
 _MAX_HEAD = 64 * 1024  # status line and headers
 
 
@@ -34,10 +39,23 @@ class StatusError(FetchError):
         self.status = status
 
 
-class _SmallBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
-    """asyncio's TLS protocol with a 16 KiB read buffer (the class attribute is its only setting)."""
+class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol reading the socket into the thread's shared buffer.
+
+    asyncio has no setting for it: this replaces the protocol's own buffer after construction
+    (16 KiB, the class attribute's size). Should those internals change, each connection keeps
+    its own buffer: memory only, behaviour unchanged."""
 
     max_size = SSL_READ_BUFFER
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        view = getattr(_shared, "view", None)
+        if view is None:
+            _shared.buffer = bytearray(SHARED_SOCKET_BUFFER)
+            view = _shared.view = memoryview(_shared.buffer)
+        self._ssl_buffer = _shared.buffer
+        self._ssl_buffer_view = view
 
 
 class _Conn(asyncio.Protocol):
@@ -261,9 +279,9 @@ class Pool:
         try:
             if self.ssl is None:
                 await loop.create_connection(lambda: conn, host, port)
-            else:  # what create_connection(ssl=...) does, with the small-buffer TLS protocol
+            else:  # what create_connection(ssl=...) does, with the shared-buffer TLS protocol
                 handshake: asyncio.Future[None] = loop.create_future()
-                tls = _SmallBufferSSLProtocol(loop, conn, self.ssl, handshake, server_hostname=host)
+                tls = _SharedBufferSSLProtocol(loop, conn, self.ssl, handshake, server_hostname=host)
                 raw, _ = await loop.create_connection(lambda: tls, host, port)
                 await handshake
         except BaseException as exc:
