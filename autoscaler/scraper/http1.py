@@ -137,11 +137,11 @@ class _Conn(asyncio.Protocol):
             data = bytes(self._buf[end + 4:])
             self._buf = bytearray()
             self._head = False
-            if self._length is not None and self._length > self._limit:
-                raise FetchError(f"response too large: {self._length} bytes (limit {self._limit})")
             if self._status != 200:
                 self._keep = False
                 raise StatusError(self._status, self._reason)
+            if self._length is not None and self._length > self._limit:
+                raise FetchError(f"response too large: {self._length} bytes (limit {self._limit})")
             if self._length == 0:
                 self._finish()
                 return
@@ -261,7 +261,6 @@ class Pool:
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
         self._sem = asyncio.Semaphore(limit)
         self._last_prune = time.monotonic()
-        self.connections_opened = 0
 
     def _take_idle(self, key: tuple[str, int], now: float) -> _Conn | None:
         idle = self._idle.get(key)
@@ -294,7 +293,6 @@ class Pool:
             if isinstance(exc, OSError):
                 raise FetchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
             raise
-        self.connections_opened += 1
         return conn
 
     async def get(self, host: str, port: int, head: bytes, limit: int) -> bytearray:
