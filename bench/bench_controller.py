@@ -7,7 +7,7 @@ and in active mode the status writes). One sync period is 15 s; the figures say 
 full sync takes. CPU seconds are the controller thread's (the emulated cluster runs on another
 thread of this process; its cost is reported separately as the process total).
 
-    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active] [--profile FILE] [--memory]
+    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,20 +61,53 @@ def scenario(hpas: int, pods: int) -> Scenario:
                     timing=PodTiming(startup=1, readiness=1), events=False)
 
 
-def controller_memory() -> int:
-    """Bytes still allocated (tracemalloc, since the controller was created) by the controller's code:
-    traces with a frame in autoscaler/ (its informers, caches, indexes, states, metrics) and none in
-    sim/ (the emulated cluster shares the process) or in the collector and store it reads."""
-    snap = tracemalloc.take_snapshot()
+def deep_size(root: object, skip: tuple[type, ...]) -> int:
+    """Bytes of ``root`` and everything it references (each object once): containers, instance
+    attributes and slots, numpy arrays with their data; not modules, classes, functions or ``skip``."""
+    import types
+
+    import numpy as np
+
+    seen: set[int] = set()
+    stack = [root]
     total = 0
-    for trace in snap.traces:
-        files = [f.filename for f in trace.traceback]
-        if any("/sim/" in f or "/autoscaler/scraper/" in f or "/autoscaler/storage/" in f for f in files):
+    opaque = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+              types.CodeType, asyncio.AbstractEventLoop, *skip)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, opaque):
             continue
-        if any("/autoscaler/" in f for f in files):
-            total += trace.size
-    tracemalloc.stop()
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            total += sys.getsizeof(obj) + (obj.nbytes if obj.base is None else 0)
+            continue
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        else:
+            if hasattr(obj, "__dict__"):
+                stack.append(vars(obj))
+            for cls in type(obj).__mro__:
+                for slot in getattr(cls, "__slots__", ()):
+                    if isinstance(slot, str) and hasattr(obj, slot):
+                        stack.append(getattr(obj, slot))
     return total
+
+
+def controller_memory(ctl: HPAController) -> dict:
+    """What the controller holds for its HPAs: informer caches (HPAs, pods), pod index and rows,
+    selectors, compiled specs, states, last outcomes, the metrics snapshot and its Prometheus
+    children; not the clients, the store it reads or the event loop."""
+    from autoscaler.k8s.rest import KubeClient
+    from autoscaler.storage.window import WindowStore
+
+    skip = (KubeClient, WindowStore, asyncio.Event, asyncio.Task, asyncio.Future)
+    parts = {"pod_informer": deep_size(ctl.pods._cache, skip), "hpa_informer": deep_size(ctl.hpas._cache, skip),
+             "pod_index": deep_size(ctl.pod_index, skip), "everything": deep_size(ctl, skip)}
+    return parts
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -96,8 +128,6 @@ async def run(args: argparse.Namespace) -> dict:
             for _ in range(2):
                 await asyncio.to_thread(cluster.advance, 15)
                 await collector.scrape_cycle()
-            if args.memory:
-                tracemalloc.start(16)
             ctl = HPAController(load_kubeconfig(str(cluster.kubeconfig)),
                                 ControllerOptions(mode=args.mode, leader_elect=False, workers=args.workers),
                                 StoreResourceMetrics(store), clock=cluster.clock.now)
@@ -126,16 +156,13 @@ async def run(args: argparse.Namespace) -> dict:
                               "api_requests": ctl.client.requests - requests0})
             if profiler is not None:
                 profiler.dump_stats(args.profile)
-            memory = controller_memory() if args.memory else None
+            memory = controller_memory(ctl)
             await ctl.close()
             await collector.client.close()
             stop.set()
             await task
         finally:
             cluster.stop()
-    if memory is not None:  # CPU figures of this mode are inflated by the tracing
-        return {"benchmark": "controller_memory", "hpas": args.hpas, "pods_per_hpa": args.pods_per_hpa,
-                "controller_traced_bytes": memory, "bytes_per_hpa": round(memory / args.hpas)}
     best = min(syncs, key=lambda s: s["wall_seconds"])
     n = best["reconciled"] or 1
     return {
@@ -145,6 +172,7 @@ async def run(args: argparse.Namespace) -> dict:
         "per_hpa_wall_ms": round(best["wall_seconds"] / n * 1000, 3),
         "per_hpa_controller_cpu_ms": round(best["controller_cpu_seconds"] / n * 1000, 3),
         "sync_period_seconds": 15.0, "fraction_of_sync_period": round(best["wall_seconds"] / 15.0, 3),
+        "memory_bytes": memory, "memory_bytes_per_hpa": round(memory["everything"] / max(args.hpas, 1)),
     }
 
 
@@ -155,8 +183,6 @@ def main() -> None:
     p.add_argument("--syncs", type=int, default=3)
     p.add_argument("--workers", type=int, default=5)
     p.add_argument("--mode", choices=["active", "dry-run"], default="active")
-    p.add_argument("--memory", action="store_true",
-                   help="measure the controller's memory with tracemalloc instead of timing (slower)")
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured syncs (controller thread) to FILE")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
