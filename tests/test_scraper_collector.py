@@ -446,3 +446,17 @@ async def test_kept_alive_kubelet_connections_use_small_tls_buffers_without_a_pr
         for k in ks:
             await k.stop()
     assert asyncio.sslproto.SSLProtocol.max_size == default > SSL_READ_BUFFER
+
+
+async def test_the_start_throttle_never_holds_back_the_stagger_pace():
+    """From about 8,000 nodes the stagger starts more nodes per second than the throttle's base
+    rate; held requests poll every 5 ms, so the throttle must follow the fleet's pace."""
+    nodes = [{"metadata": {"name": f"n{i}"}, "status": {}} for i in range(12_000)]  # no address: fail fast
+    col, _ = make(ScrapeOptions(), nodes, None)
+    base = col._throttle.rate_limit
+    stats = await col.scrape_cycle()
+    assert stats.failed == 12_000 and all("no address" in e for e in stats.errors.values())
+    assert col._throttle.rate_limit >= 12_000 / 4.0 > base  # every start of a 4 s stagger fits
+    col2, _ = make(ScrapeOptions(), nodes[:100], None)
+    await col2.scrape_cycle()
+    assert col2._throttle.rate_limit == base  # small fleets keep the base cap
