@@ -120,7 +120,7 @@ async def test_limits_and_errors():
     async with srv as port:
         with pytest.raises(FetchError, match="connection closed before the response was complete"):
             await fetch(Pool(False, 4, 60), port)
-    with pytest.raises(FetchError, match=r"cannot connect to 127\.0\.0\.1:1"):
+    with pytest.raises(FetchError, match=r"Cannot connect to host 127\.0\.0\.1:1"):
         await fetch(Pool(False, 4, 60), 1)
 
 

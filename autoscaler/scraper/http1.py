@@ -291,7 +291,7 @@ class Pool:
             if isinstance(exc, ssl.SSLError):
                 raise FetchError(f"TLS error: {exc}") from None
             if isinstance(exc, OSError):
-                raise FetchError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+                raise FetchError(f"Cannot connect to host {host}:{port}: {exc.strerror or exc}") from None
             raise
         return conn
 
