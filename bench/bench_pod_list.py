@@ -83,14 +83,18 @@ def serve(pods: int, directory: Path) -> None:
 
     srv = ServerThread(directory).start()
 
-    def fill() -> None:
+    def namespaces() -> None:
         for n in range(min(pods, 50)):
             srv.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{n}"}},
                              owned=True)
-        for i in range(pods):
+
+    def fill(first: int) -> None:
+        for i in range(first, min(first + 5000, pods)):
             srv.store.create("pods", _pod(i), owned=True)
 
-    srv.call(fill)
+    srv.call(namespaces)
+    for first in range(0, pods, 5000):  # in batches: the server's loop answers in between
+        srv.call(lambda first=first: fill(first), timeout=600)
     (directory / "ready").write_text(str(srv.kubeconfig))
     while True:
         time.sleep(3600)
