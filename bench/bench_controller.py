@@ -7,7 +7,7 @@ and in active mode the status writes). One sync period is 15 s; the figures say 
 full sync takes. CPU seconds are the controller thread's (the emulated cluster runs on another
 thread of this process; its cost is reported separately as the process total).
 
-    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active]
+    python bench/bench_controller.py [--hpas 1000] [--pods-per-hpa 10] [--syncs 3] [--mode active] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from autoscaler.scraper.collector import Collector, ScrapeOptions
 from autoscaler.scraper.targets import slim_node
 from autoscaler.storage.window import WindowStore
 from sim.clock import ManualClock
-from sim.cluster import run_in_thread
+from sim.cluster import ClusterThread, run_in_thread
 from sim.kubelet.pods import PodTiming
 from sim.loadmodel import Constant
 from sim.nodes import NodeSpec
@@ -61,13 +61,67 @@ def scenario(hpas: int, pods: int) -> Scenario:
                     timing=PodTiming(startup=1, readiness=1), events=False)
 
 
+def deep_size(root: object, skip: tuple[type, ...]) -> int:
+    """Bytes of ``root`` and everything it references (each object once): containers, instance
+    attributes and slots, numpy arrays with their data; not modules, classes, functions or ``skip``."""
+    import types
+
+    import numpy as np
+
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    opaque = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+              types.CodeType, asyncio.AbstractEventLoop, *skip)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, opaque):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            total += sys.getsizeof(obj) + (obj.nbytes if obj.base is None else 0)
+            continue
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        else:
+            if hasattr(obj, "__dict__"):
+                stack.append(vars(obj))
+            for cls in type(obj).__mro__:
+                for slot in getattr(cls, "__slots__", ()):
+                    if isinstance(slot, str) and hasattr(obj, slot):
+                        stack.append(getattr(obj, slot))
+    return total
+
+
+def controller_memory(ctl: HPAController) -> dict:
+    """What the controller holds for its HPAs: informer caches (HPAs, pods), pod index and rows,
+    selectors, compiled specs, states, last outcomes, the metrics snapshot and its Prometheus
+    children; not the clients, the store it reads or the event loop."""
+    from autoscaler.k8s.rest import KubeClient
+    from autoscaler.storage.window import WindowStore
+
+    skip = (KubeClient, WindowStore, asyncio.Event, asyncio.Task, asyncio.Future)
+    parts = {"pod_informer": deep_size(ctl.pods._cache, skip), "hpa_informer": deep_size(ctl.hpas._cache, skip),
+             "pod_index": deep_size(ctl.pod_index, skip), "everything": deep_size(ctl, skip)}
+    return parts
+
+
+def advance(cluster: ClusterThread, seconds: float) -> None:
+    """``cluster.advance`` without its 2-minute bound: 50,000 pods take longer to start on a busy machine."""
+    cluster.run(cluster.cluster.clock.advance_async(seconds), timeout=1800)
+
+
 async def run(args: argparse.Namespace) -> dict:
     t_setup = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cluster = run_in_thread(scenario(args.hpas, args.pods_per_hpa), Path(tmp), clock=ManualClock(start=time.time() - 3600))
         stop = asyncio.Event()
         try:
-            cluster.advance(30)
+            advance(cluster, 30)
             mkube = load_kubeconfig(str(cluster.metrics_kubeconfig))
             opts = ScrapeOptions(kubelet_use_node_status_port=True)
             store = WindowStore(opts.metric_resolution, opts.metric_history)
@@ -76,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict:
             await nodes.wait_synced(120)
             collector = Collector(opts, store, mkube, node_informer=nodes, clock=cluster.clock.now)
             for _ in range(2):
-                await asyncio.to_thread(cluster.advance, 15)
+                await asyncio.to_thread(advance, cluster, 15)
                 await collector.scrape_cycle()
             ctl = HPAController(load_kubeconfig(str(cluster.kubeconfig)),
                                 ControllerOptions(mode=args.mode, leader_elect=False, workers=args.workers),
@@ -85,16 +139,28 @@ async def run(args: argparse.Namespace) -> dict:
             await ctl.catch_up(120)
             setup = time.perf_counter() - t_setup
             syncs = []
+            profiler = None
+            if args.profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
             for _ in range(args.syncs):
                 requests0 = ctl.client.requests
+                if profiler is not None:
+                    profiler.enable()
                 w0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
                 out = await ctl.sync_all()
                 wall, cpu, proc = time.perf_counter() - w0, time.thread_time() - c0, time.process_time() - p0
+                if profiler is not None:
+                    profiler.disable()
                 syncs.append({"wall_seconds": round(wall, 3), "controller_cpu_seconds": round(cpu, 3),
                               "process_cpu_seconds": round(proc, 3), "reconciled": len(out),
                               "errors": sum(o.error is not None for o in out.values()),
                               "rescaled": sum(o.updated for o in out.values()),
                               "api_requests": ctl.client.requests - requests0})
+            if profiler is not None:
+                profiler.dump_stats(args.profile)
+            memory = controller_memory(ctl)
             await ctl.close()
             await collector.client.close()
             stop.set()
@@ -110,6 +176,7 @@ async def run(args: argparse.Namespace) -> dict:
         "per_hpa_wall_ms": round(best["wall_seconds"] / n * 1000, 3),
         "per_hpa_controller_cpu_ms": round(best["controller_cpu_seconds"] / n * 1000, 3),
         "sync_period_seconds": 15.0, "fraction_of_sync_period": round(best["wall_seconds"] / 15.0, 3),
+        "memory_bytes": memory, "memory_bytes_per_hpa": round(memory["everything"] / max(args.hpas, 1)),
     }
 
 
@@ -120,6 +187,7 @@ def main() -> None:
     p.add_argument("--syncs", type=int, default=3)
     p.add_argument("--workers", type=int, default=5)
     p.add_argument("--mode", choices=["active", "dry-run"], default="active")
+    p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured syncs (controller thread) to FILE")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

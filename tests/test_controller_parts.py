@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 
 import pytest
 
@@ -87,6 +88,57 @@ def test_pod_index_and_selector_registry_find_the_same_pods_as_a_scan():
     assert set(reg.selecting("ns", [{"app": "a1", "tier": "db"}], exclude="ns/one")) == {"ns/all"}
     reg.remove("ns", "ns/all")
     assert set(reg.selecting("ns", [{"app": "a1", "tier": "web"}], exclude="ns/one")) == {"ns/two"}
+
+
+def full_pod(name: str, *, cpu: str | None = "250m", phase: str = "Running", ready: str = "True",
+             started: str = "2026-01-02T03:04:05Z", sidecar: bool = False) -> dict:
+    containers = [{"name": "app", "resources": {"requests": {"cpu": cpu, "memory": "64Mi"} if cpu else {}}}]
+    init = [{"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "50m"}}}] if sidecar else []
+    return {"metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": containers, "initContainers": init},
+            "status": {"phase": phase, "startTime": started,
+                       "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": started}]}}
+
+
+def _same_pod_sets(a, b) -> None:
+    import numpy as np
+
+    assert a.names == b.names and list(a.labels) == list(b.labels)
+    for col in ("phase", "ready", "ready_time", "start_time", "deleting"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col), err_msg=col)
+    assert a.requests.keys() == b.requests.keys() and a.request_errors == b.request_errors
+    for r in a.requests:
+        np.testing.assert_array_equal(a.requests[r], b.requests[r])
+    assert a.container_requests.keys() == b.container_requests.keys()
+    for c, cols in a.container_requests.items():
+        for r, v in cols.items():
+            np.testing.assert_array_equal(v, b.container_requests[c][r])
+
+
+def test_pod_index_pod_sets_match_reading_the_pods_and_follow_changes():
+    """The controller reads each pod's row once; the PodSet it assembles must be what reading the
+    pod objects gives (pods_from_v1), also after a pod changes (its row is read again)."""
+    from autoscaler.hpa import pods_from_v1
+    from autoscaler.hpa.inputs import InputError
+
+    idx = PodIndex()
+    pods = [full_pod("a"), full_pod("b", cpu=None), full_pod("c", phase="Pending", ready="False"),
+            full_pod("d", sidecar=True)]
+    for p in pods:
+        idx.upsert(p)
+    sel = parse_label_selector("app=web")
+    got_pods, got = idx.select_set("ns", sel)
+    assert got_pods == pods
+    _same_pod_sets(got, pods_from_v1(pods))
+    assert got.request_errors["cpu"] == {1: "missing request for cpu in container app of Pod b"}
+    pods[0] = full_pod("a", cpu="1", started="2026-01-02T03:05:00Z")  # the informer hands over a new object
+    idx.upsert(pods[0])
+    idx.delete(pods[2])
+    del pods[2]
+    _same_pod_sets(idx.select_set("ns", sel)[1], pods_from_v1(pods))
+    idx.upsert(full_pod("e", cpu="lots"))
+    with pytest.raises(InputError, match=re.escape("Pod e: spec.containers[app].resources.requests.cpu: invalid quantity")):
+        idx.select_set("ns", sel)
 
 
 async def test_liveness_reports_a_dead_or_stuck_controller():

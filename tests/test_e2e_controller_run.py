@@ -88,6 +88,40 @@ def test_run_active_scales_and_recommend_reports_it(env):
     assert 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"} 6.0' in text
 
 
+def test_one_pod_watch_feeds_the_metrics_api_and_the_controller(env):
+    """With the controller on, `autoscaler run` lists and watches pods once (not once for the metrics
+    API and again for the controller), and pods created later reach both through that one watch."""
+    import asyncio
+
+    from autoscaler.k8s.selectors import parse_label_selector
+
+    cluster, server = env
+    kc = cluster.kubeconfig
+    wait_for(lambda: replicas(kc) == 6, 120, "the controller to scale web to 6 (new pods after start-up)",
+             interval=1.0)
+    match = json.loads(kubectl(kc, "get", "deployment", "web", "-o", "json").stdout)["spec"]["selector"]["matchLabels"]
+    selector = parse_label_selector(",".join(f"{k}={v}" for k, v in match.items()))
+
+    def running() -> set[str]:
+        pods = json.loads(kubectl(kc, "get", "pods", "-l", str(selector), "-o", "json").stdout)["items"]
+        return {p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running"}
+
+    async def seen() -> tuple[set[str], set[str]]:  # read in the server's loop, where the caches change
+        api = {name for _, name, _ in server.rt.objects.list_pods("default", selector)}
+        ctl = {p["metadata"]["name"] for p in server.rt.controller.pod_index.select("default", selector)}
+        return api, ctl
+
+    def both_see_all() -> bool:
+        want = running()
+        api, ctl = asyncio.run_coroutine_threadsafe(seen(), server.loop).result(10)
+        return len(want) == 6 and api == want and want <= ctl
+
+    wait_for(both_see_all, 60, "the metrics API and the controller to see the 6 Running web pods", interval=0.5)
+    pod_watches = {ua: n for (key, ua), n in cluster.cluster.apiserver.watch_requests.items() if key == "pods"}
+    assert pod_watches.get("autoscaler-informer") == 1, pod_watches
+    assert server.rt.controller.pods is server.rt.pod_informer
+
+
 def test_recommend_watch_into_a_pipe_appends_whole_tables_and_ends_on_sigterm(env):
     """Piped (a log file, `| tee`), --watch prints each refresh as a complete table, flushed, with one
     line per HPA (no folding into 80 columns), and SIGTERM ends it cleanly between refreshes."""

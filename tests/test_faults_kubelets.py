@@ -69,8 +69,8 @@ HUNG = "worker-5"
 HEALTHY = {"worker-1", "worker-2", "worker-3", "worker-4"}
 FAILING = {"worker-6", "worker-7", "worker-8", "worker-9", "worker-10", "worker-11", "worker-12", HUNG}
 #: what the scrape errors say for each failing node
-ERRORS = {"worker-5": "timed out", "worker-6": "timed out", "worker-7": "Payload", "worker-8": "",
-          "worker-9": "too large", "worker-10": "Payload", "worker-11": "certificate verify failed",
+ERRORS = {"worker-5": "timed out", "worker-6": "timed out", "worker-7": "closed before the response was complete",
+          "worker-8": "", "worker-9": "too large", "worker-10": "closed before the response was complete", "worker-11": "certificate verify failed",
           "worker-12": "certificate verify failed"}
 
 

@@ -428,22 +428,39 @@ def test_kubelet_urls_through_the_api_server_node_proxy():
 
 async def test_kept_alive_kubelet_connections_use_small_tls_buffers_without_a_process_wide_patch(pki):
     """256 KiB of asyncio read buffer per kept-alive kubelet connection would dominate memory at
-    thousands of nodes; the scraper shrinks its own connections', nobody else's."""
+    thousands of nodes; the scraper's connections share one, nobody else's change."""
     import asyncio.sslproto
 
-    from autoscaler.scraper.kubelet_client import SSL_READ_BUFFER
+    from autoscaler.scraper.http1 import SSL_READ_BUFFER
 
     default = asyncio.sslproto.SSLProtocol.max_size
-    k = FakeKubelet("n")
-    await k.start(server_ctx(pki["serving"]))
+    ks = [FakeKubelet("n1"), FakeKubelet("n2")]
+    for k in ks:
+        await k.start(server_ctx(pki["serving"]))
     try:
-        col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [k.node()], kube_for(pki))
-        assert (await col.scrape_cycle()).succeeded == 1
-        conns = [proto for protos in col.client._session.connector._conns.values() for proto, _ in protos]
+        col, _ = make(ScrapeOptions(kubelet_use_node_status_port=True), [k.node() for k in ks], kube_for(pki))
+        assert (await col.scrape_cycle()).succeeded == 2
+        conns = [c for idle in col.client._pool._idle.values() for c in idle]
         assert conns, "the connection is kept alive for the next cycle"
-        buffers = {len(p.transport._ssl_protocol._ssl_buffer) for p in conns}
-        assert buffers == {SSL_READ_BUFFER}
-        assert (await col.scrape_cycle()).succeeded == 1  # reads through the small buffer work
+        buffers = {id(p.transport._ssl_protocol._ssl_buffer) for p in conns}
+        assert len(conns) == 2 and len(buffers) == 1  # one buffer for both connections
+        assert conns[0].transport._ssl_protocol.max_size == SSL_READ_BUFFER
+        assert (await col.scrape_cycle()).succeeded == 2  # reads through the shared buffer work
     finally:
-        await k.stop()
+        for k in ks:
+            await k.stop()
     assert asyncio.sslproto.SSLProtocol.max_size == default > SSL_READ_BUFFER
+
+
+async def test_the_start_throttle_never_holds_back_the_stagger_pace():
+    """From about 8,000 nodes the stagger starts more nodes per second than the throttle's base
+    rate; held requests poll every 5 ms, so the throttle must follow the fleet's pace."""
+    nodes = [{"metadata": {"name": f"n{i}"}, "status": {}} for i in range(12_000)]  # no address: fail fast
+    col, _ = make(ScrapeOptions(), nodes, None)
+    base = col._throttle.rate_limit
+    stats = await col.scrape_cycle()
+    assert stats.failed == 12_000 and all("no address" in e for e in stats.errors.values())
+    assert col._throttle.rate_limit >= 12_000 / 4.0 > base  # every start of a 4 s stagger fits
+    col2, _ = make(ScrapeOptions(), nodes[:100], None)
+    await col2.scrape_cycle()
+    assert col2._throttle.rate_limit == base  # small fleets keep the base cap

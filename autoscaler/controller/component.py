@@ -18,6 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_arguments(parser)
 
 
+def pod_transform(args: argparse.Namespace) -> Any:
+    """The controller reads whole pods (every phase) from the run's shared pod informer, slimmed."""
+    if getattr(args, "controller_mode", "off") == "off":
+        return None
+    from autoscaler.controller.controller import slim_pod
+
+    return slim_pod
+
+
 def build(rt: Any, args: argparse.Namespace) -> list[Any]:
     """The controller component, or nothing with ``--controller-mode=off``."""
     from autoscaler.controller.controller import HPAController
@@ -30,7 +39,8 @@ def build(rt: Any, args: argparse.Namespace) -> list[Any]:
         raise StartupError(str(exc)) from exc
     if options.mode == "off":
         return []
-    controller = HPAController(rt.kube, options, StoreResourceMetrics(rt.storage))
+    # the run's pod informer (see pod_transform) is the controller's too: one pod watch per process
+    controller = HPAController(rt.kube, options, StoreResourceMetrics(rt.storage), pod_informer=rt.pod_informer)
     registry = getattr(rt.collector, "registry", None)
     if registry is not None:  # served by the metrics server's /metrics
         registry.register(controller.metrics.registry)

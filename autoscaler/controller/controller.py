@@ -40,7 +40,7 @@ from autoscaler.controller.prommetrics import ControllerMetrics
 from autoscaler.controller.scales import RESTMapper, ScaleClient, ScaleError
 from autoscaler.controller.summary import limiting_rule, one_line
 from autoscaler.controller.workqueue import WorkQueue
-from autoscaler.hpa import HPAState, rescale_failed
+from autoscaler.hpa import HPAState, PodSet, rescale_failed
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.informer import Informer, object_key
 from autoscaler.k8s.kubeconfig import KubeConfig
@@ -109,6 +109,9 @@ class _InformerPods:
     async def pods(self, namespace: str, selector: LabelSelector) -> list[dict[str, Any]]:
         return self.index.select(namespace, selector)
 
+    async def pod_set(self, namespace: str, selector: LabelSelector) -> tuple[list[dict[str, Any]], PodSet]:
+        return self.index.select_set(namespace, selector)
+
 
 class HPAController:
     """One controller replica. ``run(stop)`` is the component; tests drive ``start``/``sync_all``."""
@@ -116,7 +119,11 @@ class HPAController:
     def __init__(self, kube: KubeConfig, options: ControllerOptions, resource_metrics: ResourceMetrics | None = None,
                  *, clock: Callable[[], float] = time.time, sleep: Callable[[float], Any] = asyncio.sleep,
                  metrics: ControllerMetrics | None = None, identity: str | None = None,
-                 client: KubeClient | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 client: KubeClient | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 pod_informer: Informer | None = None) -> None:
+        """``pod_informer``: an informer of all pods (slimmed by :func:`slim_pod` or keeping more)
+        that someone else runs, e.g. `autoscaler run`'s shared one; without it the controller
+        lists and watches pods itself."""
         from autoscaler.controller.metrics_source import ApiResourceMetrics
 
         options.validate()
@@ -139,7 +146,10 @@ class HPAController:
                                                   mapper),
                                    _InformerPods(self.pod_index), options.config)
         self.hpas = Informer(kube, HPA_PATH, name="horizontalpodautoscalers")
-        self.pods = Informer(kube, "/api/v1/pods", name="controller-pods", transform=slim_pod)
+        self._own_pods = pod_informer is None
+        self.pods = pod_informer or Informer(kube, "/api/v1/pods", name="controller-pods", transform=slim_pod)
+        for pod in self.pods.items():  # a shared informer may have listed already
+            self.pod_index.upsert(pod)
         self.pods.add_handler(self.pod_index.handler)
         self.hpas.add_handler(self._on_hpa)
         self.elector: LeaderElector | None = None
@@ -163,9 +173,10 @@ class HPAController:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self, timeout: float | None = 60.0) -> None:
-        """Start the informers and wait until both have listed (``timeout`` None: as long as it takes)."""
+        """Start the informers (a shared pod informer runs elsewhere) and wait until both have listed
+        (``timeout`` None: as long as it takes)."""
         self._stop_informers.clear()
-        for inf in (self.hpas, self.pods):
+        for inf in (self.hpas, self.pods) if self._own_pods else (self.hpas,):
             self._tasks.append(asyncio.create_task(inf.run(self._stop_informers), name=f"informer {inf.name}"))
         for inf in (self.hpas, self.pods):
             if not await inf.wait_synced(timeout):

@@ -7,12 +7,22 @@ come from differs (informer cache and in-process store, or API lists and metrics
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.controller.metrics_source import MetricsFetcher, Prefetched
 from autoscaler.controller.podindex import SelectorRegistry
 from autoscaler.controller.scales import Mapping, ScaleClient, ScaleError
-from autoscaler.hpa import CompiledHPA, ControllerConfig, Decision, HPAState, Scale, compile_hpa, decide, pods_from_v1
+from autoscaler.hpa import (
+    CompiledHPA,
+    ControllerConfig,
+    Decision,
+    HPAState,
+    PodSet,
+    Scale,
+    compile_hpa,
+    decide,
+    pods_from_v1,
+)
 from autoscaler.hpa.decide import uses_metrics
 from autoscaler.hpa.inputs import InputError
 from autoscaler.k8s.selectors import LabelSelector, SelectorError, parse_label_selector
@@ -20,6 +30,13 @@ from autoscaler.k8s.selectors import LabelSelector, SelectorError, parse_label_s
 
 class PodSource(Protocol):
     async def pods(self, namespace: str, selector: LabelSelector) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class PodSetSource(Protocol):
+    """A pod source that also hands out the pods' :class:`PodSet` (e.g. from rows it keeps)."""
+
+    async def pod_set(self, namespace: str, selector: LabelSelector) -> tuple[list[dict[str, Any]], PodSet]: ...
 
 
 @dataclass
@@ -102,9 +119,14 @@ class Evaluator:
         key = hpa_key(obj)
         sr = scale if scale is not None else await self.get_scale(obj)
         pods: list[dict[str, Any]] = []
+        podset: PodSet | None = None
         if sr.selector is not None:
-            pods = await self.pod_source.pods(c.namespace, sr.selector)
-        podset = pods_from_v1(pods)
+            if isinstance(self.pod_source, PodSetSource):  # rows kept per pod: no re-reading
+                pods, podset = await self.pod_source.pod_set(c.namespace, sr.selector)
+            else:
+                pods = await self.pod_source.pods(c.namespace, sr.selector)
+        if podset is None:
+            podset = pods_from_v1(pods)
         others = self.selectors.selecting(c.namespace, podset.labels or [], key) if pods else {}
         # metrics are fetched only when the decision will read them (not for a target at zero replicas
         # or outside the limits): no needless load on the metrics adapters

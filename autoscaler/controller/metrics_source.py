@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from autoscaler.controller.scales import RESTMapper, ScaleError, split_api_version
 from autoscaler.hpa import CompiledHPA, MetricsError, PodMetricsSet, PodValues, pod_metrics_from_v1beta1
-from autoscaler.hpa.inputs import InputError
+from autoscaler.hpa.inputs import ABSENT, InputError
 from autoscaler.k8s.quantity import milli_value
 from autoscaler.k8s.rest import KubeClient, KubeError, seg
 from autoscaler.k8s.selectors import SelectorError, selector_from_object
@@ -94,13 +96,100 @@ def _cpu_milli(nanocores: int) -> int:
     return -(-int(nanocores) // 1_000_000)
 
 
+class _UsageSnapshot:
+    """Every servable pod's usage as the controller reads it, at one store version, column by column.
+
+    A full sync asks the store about every HPA's pods within one scrape interval; one vectorised
+    pass over all pods per store version, then per HPA a dict look-up per pod and a gather, costs a
+    fraction of a store query per HPA (each numpy call on ten pods is mostly overhead)."""
+
+    __slots__ = ("c_cpu", "c_memory", "cpu", "memory", "names", "offsets", "pos", "timestamp", "version", "window")
+
+    def __init__(self, version: int, keys: list[tuple[str, str]], cols: Any) -> None:
+        self.version = version
+        index = cols.index.tolist()
+        self.pos = {keys[i]: j for j, i in enumerate(index)}
+        # as :meth:`StoreResourceMetrics._direct` computes them, one pod at a time
+        self.c_cpu = -(-cols.cpu_nanocores // 1_000_000)  # MilliValue() rounds up
+        self.c_memory = np.rint(cols.memory_bytes.astype(np.float64) * 1000).astype(np.int64)
+        starts = cols.offsets[:-1]
+        self.cpu = np.add.reduceat(self.c_cpu, starts) if len(starts) else np.empty(0, np.int64)
+        self.memory = np.add.reduceat(self.c_memory, starts) if len(starts) else np.empty(0, np.int64)
+        self.timestamp = np.floor(cols.timestamp_us / 1_000_000)
+        uniq, inverse = np.unique(cols.window_us, return_inverse=True)
+        self.window = np.array([parse_duration(format_duration(w / 1_000_000)) for w in uniq.tolist()],
+                               np.float64)[inverse] if len(uniq) else np.empty(0, np.float64)
+        self.names = cols.names
+        self.offsets = cols.offsets.tolist()
+
+    def pod_metrics(self, namespace: str, pods: list[dict[str, Any]]) -> PodMetricsSet:
+        pos = self.pos
+        names: list[str] = []
+        js: list[int] = []
+        for p in pods:
+            name = str(p["metadata"]["name"])
+            j = pos.get((namespace, name))
+            if j is not None:
+                names.append(name)
+                js.append(j)
+        n = len(js)
+        sel = np.fromiter(js, np.intp, n)
+        containers: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        off, cnames, c_cpu, c_mem = self.offsets, self.names, self.c_cpu, self.c_memory
+        for i, j in enumerate(js):
+            for k in range(off[j], off[j + 1]):
+                pair = containers.get(cnames[k])
+                if pair is None:
+                    pair = containers[cnames[k]] = (np.full(n, ABSENT, np.int64), np.full(n, ABSENT, np.int64))
+                pair[0][i], pair[1][i] = c_cpu[k], c_mem[k]
+        return PodMetricsSet(names, self.cpu[sel], self.memory[sel], self.timestamp[sel], self.window[sel],
+                             containers)
+
+
+#: the largest memory (bytes) for which a pod's milli-bytes surely fit int64 (else: the checked path)
+_SAFE_BYTES = (2**63 - 1) // 1000 // 1024
+
+
 class StoreResourceMetrics:
-    """Resource metrics read in-process from the window store (what our metrics API would serve)."""
+    """Resource metrics read in-process from the window store (what our metrics API would serve).
+
+    While HPAs ask about a good share of the store's pods per store version (a full sync does), the
+    answers come from one :class:`_UsageSnapshot` per version; otherwise straight from the store."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self._snapshot: _UsageSnapshot | None = None
+        self._version: int | None = None
+        self._asked = 0  # pods asked about at self._version
+        self._asked_before = 0  # ... at the version before
 
     async def pod_metrics(self, namespace: str, selector: str, pods: list[dict[str, Any]]) -> PodMetricsSet:
+        snap = self._snapshot_for(len(pods))
+        if snap is not None:
+            return snap.pod_metrics(namespace, pods)
+        return self._direct(namespace, pods)
+
+    def _snapshot_for(self, asking: int) -> _UsageSnapshot | None:
+        version = getattr(self.store, "version", None)
+        if not isinstance(version, int) or not hasattr(self.store, "pod_usage_columns"):
+            return None
+        if version != self._version:
+            self._version, self._asked_before, self._asked = version, self._asked, 0
+        self._asked += asking
+        snap = self._snapshot
+        if snap is not None and snap.version == version:
+            return snap
+        keys = self.store.all_pod_keys()
+        # worth it once this version's (or the last one's) questions cover an eighth of the pods
+        if max(self._asked, self._asked_before) * 8 < len(keys):
+            return None
+        cols = self.store.pod_usage_columns(keys)
+        if cols.version != version or (len(cols.memory_bytes) and int(cols.memory_bytes.max()) > _SAFE_BYTES):
+            return None  # changed meanwhile, or values for the checked path
+        self._snapshot = snap = _UsageSnapshot(version, keys, cols)
+        return snap
+
+    def _direct(self, namespace: str, pods: list[dict[str, Any]]) -> PodMetricsSet:
         keys = [(namespace, str(p["metadata"]["name"])) for p in pods]
         usage: dict[str, dict[str, tuple[int | None, float | None]]] = {}
         ts: dict[str, float] = {}

@@ -2,7 +2,9 @@
 
 A full sync of 1,000 HPAs must not scan every pod for every HPA. Pods are indexed by namespace and
 by each ``key=value`` label, so a selector with an equality requirement only looks at the pods
-carrying that label. The selector registry answers upstream's overlap question ("which other HPAs
+carrying that label. Each pod's decision row (:class:`~autoscaler.hpa.inputs.PodRow`: phase,
+readiness, times, requests) is read from its object once and kept until the pod changes, so a sync
+only assembles columns. The selector registry answers upstream's overlap question ("which other HPAs
 select any of these pods?") the same way, from the last selector each HPA's scale reported.
 """
 
@@ -12,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from autoscaler.hpa.inputs import PodRow, PodSet, pod_row, pod_set_from_rows
 from autoscaler.k8s.selectors import LabelSelector, Requirement
 
 
@@ -30,6 +33,7 @@ class PodIndex:
     def __init__(self) -> None:
         self._pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._by_label: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        self._rows: dict[tuple[str, str], PodRow] = {}  # read lazily; dropped when the pod changes
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._pods.values())
@@ -40,6 +44,7 @@ class PodIndex:
         old = self._pods[ns].get(name)
         if old is not None:
             self._unindex(ns, name, old)
+            self._rows.pop((ns, name), None)
         self._pods[ns][name] = pod
         for k, v in (meta.get("labels") or {}).items():
             self._by_label[(ns, k, v)].add(name)
@@ -50,6 +55,7 @@ class PodIndex:
         old = self._pods.get(ns, {}).pop(name, None)
         if old is not None:
             self._unindex(ns, name, old)
+            self._rows.pop((ns, name), None)
 
     def _unindex(self, ns: str, name: str, pod: dict[str, Any]) -> None:
         for k, v in ((pod.get("metadata") or {}).get("labels") or {}).items():
@@ -82,6 +88,20 @@ class PodIndex:
             names = cand
         out = [pods[n] for n in sorted(names)]
         return [p for p in out if sel.matches((p.get("metadata") or {}).get("labels") or {})]
+
+    def select_set(self, namespace: str, sel: LabelSelector) -> tuple[list[dict[str, Any]], PodSet]:
+        """:meth:`select` and the :class:`PodSet` of those pods (as ``pods_from_v1`` builds it) from
+        the kept rows; raises InputError for an unreadable pod, as reading it would."""
+        pods = self.select(namespace, sel)
+        rows = self._rows
+        out: list[PodRow] = []
+        for i, p in enumerate(pods):
+            key = (namespace, p["metadata"]["name"])
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = pod_row(p, i)
+            out.append(row)
+        return pods, pod_set_from_rows(out)
 
 
 class SelectorRegistry:

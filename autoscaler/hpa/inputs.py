@@ -178,6 +178,99 @@ def _pod_name(pod: Mapping[str, Any], i: int) -> str:
     return str((pod.get("metadata") or {}).get("name") or f"<pod {i}>")
 
 
+@dataclass(slots=True, frozen=True)
+class PodRow:
+    """One pod's entries of a :class:`PodSet`, read from its v1 object once (see :func:`pod_row`).
+
+    A pod that has not changed reads the same every sync: the controller keeps each pod's row with
+    the pod in its index and only assembles the columns per HPA."""
+
+    name: str
+    labels: Mapping[str, str]
+    phase: int
+    ready: int
+    ready_time: float
+    start_time: float
+    deleting: bool
+    requests: tuple[int, ...]  # per resource, in the order asked for (MISSING with an error)
+    errors: tuple[str | None, ...]  # per resource
+    containers: dict[str, dict[str, int]]  # container -> resource -> request (MISSING)
+
+
+def pod_row(pod: Mapping[str, Any], i: int = 0, resources: Sequence[str] = ("cpu", "memory")) -> PodRow:
+    """Read one v1 Pod (``i``: its position, named in errors when it has no name); raises InputError."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    name = _pod_name(pod, i)
+    st = status.get("startTime")
+    start_time = np.nan if st is None else _time_field(st, f"Pod {name}: status.startTime")
+    ready, ready_time = NO_CONDITION, ZERO_TS
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            ready = _COND_CODE.get(cond.get("status"), COND_UNKNOWN)
+            ltt = cond.get("lastTransitionTime")
+            ready_time = ZERO_TS if ltt is None else _time_field(
+                ltt, f"Pod {name}: status.conditions[Ready].lastTransitionTime")
+            break
+    containers = list(spec.get("containers") or [])
+    containers += [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+    this: dict[str, dict[str, int]] = {}
+    pod_level = ((spec.get("resources") or {}).get("requests")) or None
+    totals: list[int] = []
+    errors: list[str | None] = []
+    for res in resources:
+        total, err = 0, None
+        for c in containers:
+            cname = c.get("name", "")
+            req = ((c.get("resources") or {}).get("requests") or {}).get(res)
+            val = MISSING if req is None else _quantity_milli(
+                req, f"Pod {name}: spec.containers[{cname}].resources.requests.{res}")
+            this.setdefault(cname, {})[res] = val
+            if val == MISSING and err is None:
+                err = f"missing request for {res} in container {cname} of Pod {name}"
+            elif val != MISSING:
+                total += val
+                if not -_INT64_MAX <= total <= _INT64_MAX:
+                    raise InputError(f"Pod {name}: requests.{res} of its containers add up to more"
+                                     " than 2^63-1 thousandths")
+        if pod_level:
+            if res in pod_level:
+                total, err = _quantity_milli(pod_level[res], f"Pod {name}: spec.resources.requests.{res}"), None
+            else:
+                err = f"missing request for {res} in pod-level resources of Pod {name}"
+        totals.append(MISSING if err is not None else total)
+        errors.append(err)
+    return PodRow(name, meta.get("labels") or {}, _PHASE_CODE.get(status.get("phase") or "", UNKNOWN),  # "" ~ Unknown
+                  ready, ready_time, start_time, meta.get("deletionTimestamp") is not None, tuple(totals),
+                  tuple(errors), this)
+
+
+def pod_set_from_rows(rows: Sequence[PodRow], resources: Sequence[str] = ("cpu", "memory")) -> PodSet:
+    """The :class:`PodSet` of these rows (read with the same ``resources``), in their order."""
+    n = len(rows)
+    requests = {r: np.fromiter((row.requests[k] for row in rows), np.int64, n) for k, r in enumerate(resources)}
+    request_errors = {r: {i: row.errors[k] for i, row in enumerate(rows) if row.errors[k] is not None}
+                      for k, r in enumerate(resources)}
+    container_requests: dict[str, dict[str, np.ndarray]] = {}
+    for cname in sorted({c for row in rows for c in row.containers}):
+        cols = {r: np.full(n, ABSENT, np.int64) for r in resources}
+        for i, row in enumerate(rows):
+            d = row.containers.get(cname)
+            if d is not None:
+                for r in resources:
+                    cols[r][i] = d.get(r, MISSING)
+        container_requests[cname] = cols
+    return PodSet([row.name for row in rows],
+                  np.fromiter((row.phase for row in rows), np.int8, n),
+                  np.fromiter((row.ready for row in rows), np.int8, n),
+                  np.fromiter((row.ready_time for row in rows), np.float64, n),
+                  np.fromiter((row.start_time for row in rows), np.float64, n),
+                  np.fromiter((row.deleting for row in rows), bool, n),
+                  requests, {r: e for r, e in request_errors.items() if e}, container_requests,
+                  [row.labels for row in rows])
+
+
 def pods_from_v1(pods: Iterable[Mapping[str, Any]], selector: LabelSelector | None = None,
                  resources: Sequence[str] = ("cpu", "memory")) -> PodSet:
     """Build a :class:`PodSet` from v1 Pod objects, keeping those ``selector`` matches (all if None).
@@ -186,77 +279,7 @@ def pods_from_v1(pods: Iterable[Mapping[str, Any]], selector: LabelSelector | No
     restartable init containers (sidecars), or from pod-level ``spec.resources`` when set.
     """
     kept = [p for p in pods if selector is None or selector.matches((p.get("metadata") or {}).get("labels") or {})]
-    n = len(kept)
-    names: list[str] = []
-    phase = np.empty(n, np.int8)
-    ready = np.empty(n, np.int8)
-    ready_time = np.empty(n, np.float64)
-    start_time = np.empty(n, np.float64)
-    deleting = np.empty(n, bool)
-    requests = {r: np.zeros(n, np.int64) for r in resources}
-    request_errors: dict[str, dict[int, str]] = {r: {} for r in resources}
-    container_requests: dict[str, dict[str, np.ndarray]] = {}
-    per_container: list[dict[str, dict[str, int]]] = []
-    labels: list[Mapping[str, str]] = []
-    for i, pod in enumerate(kept):
-        meta = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        status = pod.get("status") or {}
-        name = _pod_name(pod, i)
-        names.append(name)
-        labels.append(meta.get("labels") or {})
-        phase[i] = _PHASE_CODE.get(status.get("phase") or "", UNKNOWN)  # "" groups like Unknown
-        deleting[i] = meta.get("deletionTimestamp") is not None
-        st = status.get("startTime")
-        start_time[i] = np.nan if st is None else _time_field(st, f"Pod {name}: status.startTime")
-        ready[i], ready_time[i] = NO_CONDITION, ZERO_TS
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == "Ready":
-                ready[i] = _COND_CODE.get(cond.get("status"), COND_UNKNOWN)
-                ltt = cond.get("lastTransitionTime")
-                ready_time[i] = ZERO_TS if ltt is None else _time_field(
-                    ltt, f"Pod {name}: status.conditions[Ready].lastTransitionTime")
-                break
-        containers = list(spec.get("containers") or [])
-        containers += [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
-        this: dict[str, dict[str, int]] = {}
-        pod_level = ((spec.get("resources") or {}).get("requests")) or None
-        for res in resources:
-            total, err = 0, None
-            for c in containers:
-                cname = c.get("name", "")
-                req = ((c.get("resources") or {}).get("requests") or {}).get(res)
-                val = MISSING if req is None else _quantity_milli(
-                    req, f"Pod {name}: spec.containers[{cname}].resources.requests.{res}")
-                this.setdefault(cname, {})[res] = val
-                if val == MISSING and err is None:
-                    err = f"missing request for {res} in container {cname} of Pod {name}"
-                elif val != MISSING:
-                    total += val
-                    if not -_INT64_MAX <= total <= _INT64_MAX:
-                        raise InputError(f"Pod {name}: requests.{res} of its containers add up to more"
-                                         " than 2^63-1 thousandths")
-            if pod_level:
-                if res in pod_level:
-                    total, err = _quantity_milli(pod_level[res], f"Pod {name}: spec.resources.requests.{res}"), None
-                else:
-                    err = f"missing request for {res} in pod-level resources of Pod {name}"
-            if err is not None:
-                requests[res][i] = MISSING
-                request_errors[res][i] = err
-            else:
-                requests[res][i] = total
-        per_container.append(this)
-    all_containers = sorted({c for d in per_container for c in d})
-    for cname in all_containers:
-        cols = {r: np.full(n, ABSENT, np.int64) for r in resources}
-        for i, d in enumerate(per_container):
-            if cname in d:
-                for r in resources:
-                    cols[r][i] = d[cname].get(r, MISSING)
-        container_requests[cname] = cols
-    return PodSet(names, phase, ready, ready_time, start_time, deleting, requests,
-                  {r: e for r, e in request_errors.items() if e}, container_requests, labels)
+    return pod_set_from_rows([pod_row(p, i, resources) for i, p in enumerate(kept)], resources)
 
 
 @dataclass(slots=True, eq=False)

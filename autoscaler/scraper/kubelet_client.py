@@ -1,4 +1,4 @@
-"""HTTPS client for kubelets: one keep-alive aiohttp session for every node.
+"""HTTPS client for kubelets: kept-alive connections to every node (:mod:`autoscaler.scraper.http1`).
 
 TLS follows metrics-server: verify the kubelet's serving certificate against the cluster CA (or
 ``--kubelet-certificate-authority``) and the host in the URL; present the ServiceAccount token
@@ -9,41 +9,17 @@ HTTP and sends no credentials.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Any
 
-import aiohttp
 import structlog
 from yarl import URL
 
 from autoscaler.k8s.kubeconfig import KubeConfig
+from autoscaler.scraper.http1 import FetchError, Pool, StatusError, request_head
 from autoscaler.scraper.options import ScrapeOptions
 
 log = structlog.get_logger(__name__)
-
-
-#: asyncio allocates (and zero-fills) a read buffer of ``SSLProtocol.max_size`` (256 KiB) for every
-#: TLS connection. Kept-alive connections to thousands of kubelets would then cost 256 KiB each,
-#: more than everything else per node together. TLS records carry at most 16 KiB, so a 16 KiB
-#: buffer costs only a few more (cheap) reads per response.
-SSL_READ_BUFFER = 16 * 1024
-
-
-class _KubeletConnector(aiohttp.TCPConnector):
-    """Shrinks the TLS read buffer of its own connections only (never asyncio's process-wide default).
-
-    asyncio exposes no setting for it, so this reaches into the connection's SSLProtocol once the
-    handshake is done; should those internals change, connections keep the default buffer (memory
-    only, behaviour unchanged)."""
-
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> Any:
-        transport, proto = await super()._wrap_create_connection(*args, **kwargs)
-        ssl_proto = getattr(transport, "_ssl_protocol", None)
-        if ssl_proto is not None and len(getattr(ssl_proto, "_ssl_buffer", b"")) > SSL_READ_BUFFER:
-            ssl_proto.max_size = SSL_READ_BUFFER  # instance attribute: get_buffer() never grows past it
-            ssl_proto._ssl_buffer = bytearray(SSL_READ_BUFFER)
-            ssl_proto._ssl_buffer_view = memoryview(ssl_proto._ssl_buffer)
-        return transport, proto
 
 
 #: the Accept header per response format: Summary API JSON, or the Prometheus text of /metrics/resource
@@ -63,7 +39,14 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         return kube.ssl_context()  # through the node proxy we talk TLS to kube-apiserver, as the kubeconfig says
     if opts.deprecated_kubelet_completely_insecure:
         return False
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # The secure client defaults (TLS 1.2+, hostname and chain checked), trusting only the cluster CA
+    # (or the flag's), as metrics-server's client does: the system's public roots are loaded only
+    # when neither is known.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # No session resumption here (asyncio cannot offer a saved session), so TLS 1.3 session tickets
+    # are pure cost: a server sends them only to clients that say they can use them (RFC 8446
+    # §4.2.9), and this option says we cannot. Verification is unaffected.
+    ctx.options |= ssl.OP_NO_TICKET
     if opts.kubelet_insecure_tls:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -71,6 +54,8 @@ def kubelet_ssl_context(opts: ScrapeOptions, kube: KubeConfig | None) -> ssl.SSL
         ctx.load_verify_locations(cafile=opts.kubelet_certificate_authority)
     elif kube is not None and (ca := kube.ca_pem()):
         ctx.load_verify_locations(cadata=ca.decode())
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if opts.kubelet_client_certificate:
         ctx.load_cert_chain(opts.kubelet_client_certificate, opts.kubelet_client_key)
     elif kube is not None:
@@ -91,23 +76,10 @@ class KubeletClient:
             log.warning("kubelets are scraped over plain HTTP without credentials (--deprecated-kubelet-completely-insecure)")
         self._max_connections = min(max_connections, APISERVER_CONNECTIONS) if opts.kubelet_via_apiserver \
             else max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=opts.kubelet_request_timeout)
+        self._pool: Pool | None = None
+        # Idle connections must survive until the next cycle, or every scrape pays a handshake.
+        self._keepalive = 3 * self.opts.metric_resolution
         self._base_headers = {"User-Agent": "autoscaler-metrics-scraper"}
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        connector = _KubeletConnector(
-            ssl=self._ssl,
-            limit=self._max_connections,
-            limit_per_host=0,
-            # Idle connections must survive until the next cycle, or every scrape pays a handshake.
-            keepalive_timeout=3 * self.opts.metric_resolution,
-            enable_cleanup_closed=False,
-            ttl_dns_cache=300,
-        )
-        # No cookie jar (kubelets set none) and no compression negotiation: less work per request.
-        return aiohttp.ClientSession(connector=connector, timeout=self._timeout, auto_decompress=False,
-                                     skip_auto_headers=("Accept-Encoding",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def headers(self) -> dict[str, dict[str, str]]:
         """Per-cycle headers for each response format (``ACCEPT``'s keys): the token file is checked
@@ -117,40 +89,27 @@ class KubeletClient:
             common.update(await self.kube.auth_headers_async())
         return {source: {**common, "Accept": accept} for source, accept in ACCEPT.items()}
 
-    async def fetch(self, url: str | URL, headers: dict[str, str]) -> bytes:
-        if self._session is None or self._session.closed:
-            self._session = self._new_session()
-        limit = self.opts.max_response_bytes
+    async def fetch(self, url: str | URL, headers: dict[str, str]) -> bytearray:
+        """GET ``url``: the 200 response's body, or ScrapeError."""
+        if self._pool is None:
+            self._pool = Pool(self._ssl, self._max_connections, self._keepalive)
+        if not isinstance(url, URL):
+            url = URL(url)
+        host, port = url.raw_host or "", url.port or 0
+        head = request_head(host, port, 443 if url.scheme == "https" else 80, url.raw_path_qs, headers)
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
-                if resp.status != 200:
-                    if resp.status == 401 and self.kube is not None:
-                        self.kube.unauthorized(headers)  # renew an exec-plugin credential for the next cycle
-                    raise ScrapeError(f'request failed, status: "{resp.status} {resp.reason}"')
-                length = resp.content_length
-                if length is not None:
-                    if length > limit:
-                        raise ScrapeError(f"response too large: {length} bytes (limit {limit})")
-                    return await resp.read()
-                chunks, total = [], 0
-                async for chunk in resp.content.iter_chunked(1 << 16):
-                    total += len(chunk)
-                    if total > limit:
-                        raise ScrapeError(f"response too large: more than {limit} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except ScrapeError:
-            raise
+            async with asyncio.timeout(self.opts.kubelet_request_timeout):
+                return await self._pool.get(host, port, head, self.opts.max_response_bytes)
+        except StatusError as exc:
+            if exc.status == 401 and self.kube is not None:
+                self.kube.unauthorized(headers)  # renew an exec-plugin credential for the next cycle
+            raise ScrapeError(str(exc)) from None
+        except FetchError as exc:
+            raise ScrapeError(str(exc)) from None
         except TimeoutError:
             raise ScrapeError(f"request timed out after {self.opts.kubelet_request_timeout:g}s") from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise ScrapeError(f"TLS verification failed: {exc.certificate_error}") from None
-        except aiohttp.ClientError as exc:
-            raise ScrapeError(f"{type(exc).__name__}: {exc}") from None
-        except ssl.SSLError as exc:
-            raise ScrapeError(f"TLS error: {exc}") from None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

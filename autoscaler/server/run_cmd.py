@@ -201,6 +201,22 @@ def _index_handler(upsert: Callable[[dict], None], delete: Callable[[dict], None
     return handle
 
 
+def _pod_informer(kube: Any, args: argparse.Namespace) -> Any:
+    """The one pod informer of the process. Alone, the metrics API needs only Running pods' metadata
+    (metrics-server's informer); a plugin that needs whole pods of every phase (the HPA controller)
+    names its transform with ``pod_transform(args)``, and then a single informer of all pods feeds
+    both: the object index keeps the Running ones. One list and one watch instead of two."""
+    from autoscaler.k8s.informer import Informer
+
+    transforms = [t for m in _plugins() if hasattr(m, "pod_transform") and (t := m.pod_transform(args)) is not None]
+    if not transforms:
+        return Informer(kube, "/api/v1/pods", field_selector="status.phase=Running", metadata_only=True,
+                        name="pods", transform=_slim_pod)
+    if len(transforms) > 1:
+        raise StartupError("more than one component asks for its own pod transform")
+    return Informer(kube, "/api/v1/pods", name="pods", transform=transforms[0])
+
+
 async def build(args: argparse.Namespace) -> Runtime:
     """Build every part from flags (no network I/O except the optional ConfigMap lookup)."""
     from autoscaler.api.objects import ObjectIndex
@@ -261,8 +277,7 @@ async def build(args: argparse.Namespace) -> Runtime:
     storage = WindowStore(options.metric_resolution, options.metric_history)
     objects = ObjectIndex()
     node_informer = Informer(kube, "/api/v1/nodes", name="nodes", transform=slim_node)
-    pod_informer = Informer(kube, "/api/v1/pods", field_selector="status.phase=Running", metadata_only=True,
-                            name="pods", transform=_slim_pod)
+    pod_informer = _pod_informer(kube, args)
     node_informer.add_handler(_index_handler(objects.upsert_node,
                                              lambda o: objects.delete_node(o["metadata"]["name"])))
     pod_informer.add_handler(_index_handler(

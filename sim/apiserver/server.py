@@ -5,6 +5,7 @@ proxy to kubelets and the aggregation layer in front of extension API servers.""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 import tempfile
@@ -126,6 +127,8 @@ class APIServer:
         self.token_controller = LegacyTokenController(store, self.issuer, pki.ca.cert_pem)
         self._runner: web.AppRunner | None = None
         self._watches: set[asyncio.Task] = set()
+        #: watch requests opened over HTTP, by (store key, User-Agent): what tests count
+        self.watch_requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     # -----------------------------------------------------------------------------------------
     # lifecycle
@@ -573,6 +576,7 @@ class APIServer:
     async def _watch(self, request: web.Request, r: resources.Resource, info: RequestInfo,
                      ns: str | None) -> web.StreamResponse:
         q = request.query
+        self.watch_requests[(r.key, request.headers.get("User-Agent", ""))] += 1
         target = self._target(request)
         label, field = self._selectors(request, r, info)
         timeout = _int_param(q, "timeoutSeconds")
