@@ -43,7 +43,7 @@ from autoscaler.k8s.selectors import (
 )
 from autoscaler.k8s.status import ApiError, bad_request
 from autoscaler.k8s.timefmt import format_time
-from autoscaler.storage.types import MetricsStorage
+from autoscaler.storage.types import BulkMetricsStorage, MetricsStorage
 
 FIELD_LABELS = ("metadata.name", "metadata.namespace")
 
@@ -166,6 +166,7 @@ class MetricsResources:
                  observe_freshness: Callable[[np.ndarray], None] | None = None):
         self.objects = objects
         self.storage = storage
+        self._bulk = storage if isinstance(storage, BulkMetricsStorage) else None
         self.node_selector = node_selector
         self._clock = clock
         self._observe = observe_freshness
@@ -183,10 +184,10 @@ class MetricsResources:
     def _cached_pod_listing(self, candidates: list[tuple[str, str, Any]]) -> Listing | None:
         """The pod listing from the per-pod cache, reading only missing pods from the store;
         ``None`` when the storage has no versioned bulk read."""
-        version = getattr(self.storage, "version", None)
-        bulk = getattr(self.storage, "pod_usage_columns", None)
-        if not isinstance(version, int) or bulk is None:
+        if self._bulk is None:
             return None
+        version = self._bulk.version
+        bulk = self._bulk.pod_usage_columns
         cache = self._pod_cache
         if cache.version != version:
             cache = self._pod_cache = _PodCache(version)

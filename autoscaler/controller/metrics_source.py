@@ -26,6 +26,7 @@ from autoscaler.k8s.quantity import milli_value
 from autoscaler.k8s.rest import KubeClient, KubeError, seg
 from autoscaler.k8s.selectors import SelectorError, selector_from_object
 from autoscaler.k8s.timefmt import format_duration, parse_duration, parse_time
+from autoscaler.storage.types import BulkMetricsStorage, MetricsStorage
 
 CUSTOM = "custom.metrics.k8s.io"
 EXTERNAL = "external.metrics.k8s.io"
@@ -156,8 +157,9 @@ class StoreResourceMetrics:
     While HPAs ask about a good share of the store's pods per store version (a full sync does), the
     answers come from one :class:`_UsageSnapshot` per version; otherwise straight from the store."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: MetricsStorage) -> None:
         self.store = store
+        self._bulk = store if isinstance(store, BulkMetricsStorage) else None
         self._snapshot: _UsageSnapshot | None = None
         self._version: int | None = None
         self._asked = 0  # pods asked about at self._version
@@ -170,20 +172,21 @@ class StoreResourceMetrics:
         return self._direct(namespace, pods)
 
     def _snapshot_for(self, asking: int) -> _UsageSnapshot | None:
-        version = getattr(self.store, "version", None)
-        if not isinstance(version, int) or not hasattr(self.store, "pod_usage_columns"):
+        bulk = self._bulk
+        if bulk is None:
             return None
+        version = bulk.version
         if version != self._version:
             self._version, self._asked_before, self._asked = version, self._asked, 0
         self._asked += asking
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
-        keys = self.store.all_pod_keys()
+        keys = bulk.all_pod_keys()
         # worth it once this version's (or the last one's) questions cover an eighth of the pods
         if max(self._asked, self._asked_before) * 8 < len(keys):
             return None
-        cols = self.store.pod_usage_columns(keys)
+        cols = bulk.pod_usage_columns(keys)
         if cols.version != version or (len(cols.memory_bytes) and int(cols.memory_bytes.max()) > _SAFE_BYTES):
             return None  # changed meanwhile, or values for the checked path
         self._snapshot = snap = _UsageSnapshot(version, keys, cols)

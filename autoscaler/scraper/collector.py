@@ -36,8 +36,7 @@ from autoscaler.scraper.decode_summary import decode_summary
 from autoscaler.scraper.kubelet_client import KubeletClient, ScrapeError
 from autoscaler.scraper.options import ScrapeOptions, add_arguments, options_from_args
 from autoscaler.scraper.targets import TargetError, node_target, slim_node
-from autoscaler.storage.types import NodeBatch
-from autoscaler.storage.window import WindowStore
+from autoscaler.storage.types import MetricsSink, NodeBatch
 
 __all__ = ["Collector", "CycleStats", "ScrapeOptions", "add_arguments", "options_from_args"]
 
@@ -86,7 +85,7 @@ class CycleStats:
 class _StorageCollector:
     """``metrics_server_storage_points{type}`` read from the store at scrape time."""
 
-    def __init__(self, storage: WindowStore) -> None:
+    def __init__(self, storage: MetricsSink) -> None:
         self.storage = storage
 
     def collect(self):  # type: ignore[no-untyped-def]
@@ -98,7 +97,7 @@ class _StorageCollector:
 
 
 class Collector:
-    def __init__(self, options: ScrapeOptions, storage: WindowStore, kube: KubeConfig | None, *,
+    def __init__(self, options: ScrapeOptions, storage: MetricsSink, kube: KubeConfig | None, *,
                  registry: CollectorRegistry | None = None,
                  nodes: Callable[[], list[dict]] | None = None,
                  node_informer: object | None = None,

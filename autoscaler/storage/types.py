@@ -9,7 +9,7 @@ one step instead of looping over samples in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -88,6 +88,33 @@ class MetricsStorage(Protocol):
     def pod_metrics(self, keys: list[tuple[str, str]]) -> list[PodUsage | None]: ...
 
     def ready(self) -> bool: ...
+
+
+@runtime_checkable
+class BulkMetricsStorage(MetricsStorage, Protocol):
+    """A storage that also answers many pods at once, column-wise, at a version that changes with
+    every write: readers of thousands of pods (API lists, a controller's full sync) cache by it."""
+
+    @property
+    def version(self) -> int: ...
+
+    def pod_usage_columns(self, keys: list[tuple[str, str]]) -> PodUsageColumns: ...
+
+    def all_pod_keys(self) -> list[tuple[str, str]]: ...
+
+
+class MetricsSink(Protocol):
+    """What the collector writes: each cycle's batches, the expiry of old samples, a node's removal,
+    and the counts it reports as self-metrics."""
+
+    def store_many(self, batches: list[NodeBatch]) -> None: ...
+
+    def expire(self, now: float) -> list[str]: ...
+
+    def forget_node(self, node: str) -> None: ...
+
+    @property
+    def stats(self) -> dict: ...
 
 
 @dataclass(slots=True, frozen=True)
