@@ -130,3 +130,28 @@ def test_bad_flags_fail_clearly(fleet: tuple[Path, Path], tmp_path: Path) -> Non
     assert p.returncode == 1 and "bogus" in p.stderr
     p = run("sim", "replay", str(trace), "--executor", "dask://nohost", check=False)
     assert p.returncode == 2 and "dask://HOST:PORT" in p.stderr
+
+
+def test_hpas_read_from_the_cluster(fleet: tuple[Path, Path], tmp_path: Path) -> None:
+    """--kubeconfig lists the autoscaling/v2 HPAs of every namespace (here from the emulated API server)."""
+    from autoscaler.k8s.kubeconfig import load_kubeconfig
+    from autoscaler.k8s.rest import KubeClient
+    from sim.apiserver.testing import ServerThread
+
+    trace, _ = fleet
+    with ServerThread(tmp_path) as srv:
+        async def create() -> None:
+            async with KubeClient(load_kubeconfig(str(srv.kubeconfig))) as c:
+                await c.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": "shop"}})
+                for name in ("web", "api"):
+                    await c.post("/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
+                                 hpa_manifest(name, "shop", target=80, max_replicas=10))
+
+        srv.run(create())
+        p = run("sim", "replay", "--all-hpas", str(trace), "--kubeconfig", str(srv.kubeconfig), "-o", "json")
+    rows = {r["workload"]: r for r in json.loads(p.stdout)["workloads"]}
+    assert rows["shop/web"]["hpa"] == "web" and rows["shop/api"]["hpa"] == "api"
+    # The cluster's HPA (80 %) is the one replayed: web runs 3 pods, not the recorded 4.
+    assert rows["shop/web"]["asGiven"]["core_hours"] < rows["shop/web"]["recorded"]["core_hours"]
+    assert rows["shop/batch"]["error"] == "no HPA targets this workload"
