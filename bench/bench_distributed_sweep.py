@@ -69,7 +69,7 @@ def main() -> None:
         rows.append({"executor": "local", "workers": n, "seconds": round(secs, 2),
                      "jobs_per_second": round(len(jobs) / secs, 2), "identical": out == reference})
     for n in counts:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                           host="127.0.0.1") as cluster:
             addr = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
             secs, out = timed(loads, jobs, executor=addr)
