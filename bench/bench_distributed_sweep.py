@@ -6,7 +6,9 @@ Runs one fixed sweep (``--workloads`` synthetic workloads x 16 configurations, `
 steps) on the local fork pool (``--executor local``, ``--jobs N``) and on a Dask cluster started here
 (``distributed.LocalCluster``: a real scheduler and N single-threaded worker processes; the same
 path as ``--executor dask://HOST:PORT``, scatter and connection included, cluster start-up not).
-Prints one JSON object; ``identical`` says whether every executor produced the same scores.
+Prints one JSON object; ``identical`` says whether every executor produced the same scores, and
+``worker_compute_seconds`` (Dask) the workers' summed task time (workers x seconds when the cores
+were free for them).
 """
 
 from __future__ import annotations
@@ -73,8 +75,11 @@ def main() -> None:
                           host="127.0.0.1") as cluster:
             addr = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
             secs, out = timed(loads, jobs, executor=addr)
+            # the workers' summed task time: about workers x seconds when the cores were free
+            compute = cluster.scheduler.task_prefixes["dask_one"].all_durations["compute"]
         rows.append({"executor": "dask", "workers": n, "seconds": round(secs, 2),
-                     "jobs_per_second": round(len(jobs) / secs, 2), "identical": out == reference})
+                     "jobs_per_second": round(len(jobs) / secs, 2), "identical": out == reference,
+                     "worker_compute_seconds": round(compute, 2)})
     print(json.dumps({"cpus": os.cpu_count(), "jobs": len(jobs), "workloads": a.workloads,
                       "steps_per_job": int(a.hours * 240) + 1, "results": rows}, indent=1))
 
