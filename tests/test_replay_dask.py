@@ -28,12 +28,18 @@ def dask_cluster() -> Iterator[Any]:
         from distributed import LocalCluster
     except ImportError:
         pytest.fail("dask.distributed is missing: pip install -e '.[distributed]'")
-    # The worker processes import this checkout like the CLI subprocesses do.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                             os.environ.get("PYTHONPATH")]))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      host="127.0.0.1") as cluster:
-        yield cluster
+    # The worker processes (started now, inheriting the environment) import this checkout.
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), saved]))
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          host="127.0.0.1") as cluster:
+            yield cluster
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def address(cluster: Any) -> str:
