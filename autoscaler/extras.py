@@ -9,6 +9,7 @@ controller). The other commands need extras (pyproject.toml keeps the same lists
   ``record``): the kubernetes client's models for the emulated API server's strict decoding,
   rich tables and progress bars;
 * ``report``: PNG plots in replay reports (matplotlib; brings ``sim``);
+* ``distributed``: replay sweeps on a Dask cluster (``sim replay --executor dask://HOST:PORT``);
 * ``all``: everything.
 
 A command checks its extra first (:func:`require`), so a missing package is one line naming
@@ -25,6 +26,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("kubernetes", "rich"),
     "sim": ("kubernetes", "rich"),
     "report": ("matplotlib",),
+    "distributed": ("distributed",),
 }
 #: the extra each command other than `run` needs (`sim replay --report` needs ``report`` too)
 COMMAND_EXTRAS: dict[str, str] = {"explain": "cli", "recommend": "cli", "record": "sim", "sim up": "sim",

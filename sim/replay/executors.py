@@ -90,11 +90,11 @@ def _dask_one(load: WorkloadLoad, key: str, c: Config, keep: bool, dispersion: s
 
 def _run_dask(address: str, loads: dict[str, WorkloadLoad], jobs: list[Job], dispersion: str, seed: int,
               on_start: Callable[[], None] | None) -> Iterator[Result]:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ValueError("--executor dask://...: dask.distributed is not installed "
-                         "(pip install 'autoscaler[distributed]')") from None
+    from autoscaler.extras import require
+
+    require("sim replay --executor dask://", "distributed")
+    from distributed import Client, as_completed
+
     url = "tcp://" + address.removeprefix("dask://")
     try:  # the connect timeout is Dask's own setting (distributed.comm.timeouts.connect, default 30s)
         client = Client(url)
