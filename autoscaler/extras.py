@@ -7,6 +7,7 @@ controller). The other commands need extras (pyproject.toml keeps the same lists
 * ``sim``: the emulator, replay and recording (``sim up``, ``sim agree``, ``sim replay``,
   ``record``): rich tables and progress bars;
 * ``report``: PNG plots in replay reports (matplotlib; brings ``sim``);
+* ``distributed``: replay sweeps on a Dask cluster (``sim replay --executor dask://HOST:PORT``);
 * ``all``: everything.
 
 A command checks its extra first (:func:`require`), so a missing package is one line naming
@@ -23,6 +24,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("rich",),
     "sim": ("rich",),
     "report": ("matplotlib",),
+    "distributed": ("distributed",),
 }
 #: the extra each command other than `run` needs (`sim replay --report` needs ``report`` too)
 COMMAND_EXTRAS: dict[str, str] = {"recommend": "cli", "record": "sim", "sim up": "sim",

@@ -28,8 +28,9 @@ from sim.scenario import parse_scenario
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: import name of each distribution an extra lists
-IMPORT_NAMES = {"kubernetes": "kubernetes", "rich": "rich", "matplotlib": "matplotlib"}
-OPTIONAL_DISTRIBUTIONS = {"rich", "matplotlib", "kubernetes"}
+IMPORT_NAMES = {"kubernetes": "kubernetes", "rich": "rich", "matplotlib": "matplotlib",
+                "dask": "distributed"}  # dask[distributed] is imported as distributed
+OPTIONAL_DISTRIBUTIONS = {"rich", "matplotlib", "kubernetes", "dask"}
 OPTIONAL = sorted({m for mods in extras.EXTRA_MODULES.values() for m in mods})
 #: a process in which the optional packages and the emulator cannot be imported (as if not installed)
 BLOCK = f"import sys\nfor _m in {[*OPTIONAL, 'sim']!r}:\n    sys.modules[_m] = None\n"
@@ -47,7 +48,7 @@ def test_core_dependencies_are_what_run_needs_and_extras_hold_the_rest():
         listed = {IMPORT_NAMES[requirement_name(r)] for r in optional[extra] if not r.startswith("autoscaler[")}
         assert listed == set(modules), extra
     assert "autoscaler[sim]" in optional["report"]  # plots of replays need the replay
-    assert optional["all"] == ["autoscaler[cli,sim,report]"]
+    assert optional["all"] == ["autoscaler[cli,sim,report,distributed]"]
     assert "autoscaler[all]" in optional["dev"]
     assert set(extras.COMMAND_EXTRAS.values()) <= set(extras.EXTRA_MODULES)
 

@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     w = Weights()
 
-    p.add_argument("trace", metavar="TRACE", help="trace file: native (.json[.gz]) or long CSV (.csv[.gz])")
+    p.add_argument("trace", metavar="TRACE", help="trace file: native (.json[.gz]) or long CSV (.csv[.gz]); "
+                   "with --all-hpas also a folder of trace files")
     p.add_argument("--hpa", metavar="FILE", help="autoscaling/v2 HorizontalPodAutoscaler manifest (YAML or JSON); "
                    "default: the HPA recorded in the trace")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=V1,V2,...",
@@ -105,6 +106,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from autoscaler.controller.options import add_version_arguments
 
     add_version_arguments(g)
+    from sim.replay.fleet import add_fleet_arguments
+
+    add_fleet_arguments(p)
 
 
 def load_hpa_file(path: str) -> dict[str, Any]:
@@ -137,6 +141,10 @@ def load_hpa_file(path: str) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     try:
+        if args.all_hpas:
+            from sim.replay.fleet import run_fleet
+
+            return run_fleet(args)
         return _run(args)
     except ValueError as e:  # TraceError, SweepError and bad input all derive from ValueError
         print(f"error: {e}", file=sys.stderr)
@@ -226,11 +234,13 @@ def _run(args: argparse.Namespace) -> int:
         try:
             # The display's refresh thread starts after the workers are forked (a fork copies locks).
             run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs,
-                        on_done=lambda: progress.advance(task), keep=keep, on_start=progress.start)
+                        on_done=lambda: progress.advance(task), keep=keep, on_start=progress.start,
+                        executor=args.executor)
         finally:
             progress.stop()
     else:
-        run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs, keep=keep)
+        run_configs(load, [base, *configs], dispersion=args.dispersion, seed=args.seed, jobs=args.jobs, keep=keep,
+                    executor=args.executor)
     if base.error:
         raise ValueError(f"replay of the HPA as given failed: {base.error}")
     ranked = rank(configs, args.objective, weights)

@@ -391,7 +391,8 @@ def _identity(c: Config) -> str:
 
 def run_configs(load: WorkloadLoad, configs: list[Config], *, dispersion: str = "even", seed: int = 0,
                 jobs: int | None = None, on_done: Callable[[], None] | None = None,
-                keep: Callable[[Config], bool] | None = None, on_start: Callable[[], None] | None = None) -> None:
+                keep: Callable[[Config], bool] | None = None, on_start: Callable[[], None] | None = None,
+                executor: str = "local") -> None:
     """Replay and score every valid configuration, in parallel across ``jobs`` processes.
 
     Workers are forked once with the load model (nothing large is pickled per task); each task
@@ -399,6 +400,7 @@ def run_configs(load: WorkloadLoad, configs: list[Config], *, dispersion: str = 
     except for the configurations ``keep`` selects (replay the others with :func:`replay_config`
     if you need them). Configurations identical to an earlier one are replayed once. ``on_start``
     runs once the workers exist: start threads (a progress display) there, not before the fork.
+    ``executor`` ``dask://HOST:PORT`` runs the configurations on a Dask cluster instead.
     """
     groups: dict[str, list[Config]] = {}
     for c in configs:
@@ -408,10 +410,15 @@ def run_configs(load: WorkloadLoad, configs: list[Config], *, dispersion: str = 
     todo = [(g[0], any(id(c) in wanted for c in g)) for g in groups.values()]
     group_of = {g[0].index: g for g in groups.values()}
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    if jobs == 1:
+    pool = None
+    if executor != "local":  # a Dask cluster (sim/replay/executors.py)
+        from sim.replay.executors import run_jobs
+
+        results = (r[1:] for r in run_jobs({"": load}, [("", c, k) for c, k in todo], executor=executor,
+                                            dispersion=dispersion, seed=seed))
+    elif jobs == 1:
         _init_worker(load, dispersion, seed)
         results = map(_run_one, todo)
-        pool = None
     else:
         ctx = multiprocessing.get_context("fork")
         pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(load, dispersion, seed))
