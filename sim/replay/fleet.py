@@ -463,8 +463,8 @@ td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}} .l{{text-align:l
 
 def run_fleet(args: argparse.Namespace) -> int:
     """``--all-hpas``: exit 0 when at least one workload was replayed (the others' errors are reported)."""
-    from autoscaler.hpa.gates import config_for
     from sim.replay import report as rep
+    from sim.replay.replay_cmd import controller_config
     from sim.replay.sweep import parse_set
 
     if args.hpa or args.workload:
@@ -472,12 +472,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     if args.sync_period <= 0:
         raise ValueError("--horizontal-pod-autoscaler-sync-period must be positive")
     sets = [parse_set(s) for s in args.sets]
-    try:
-        cfg = config_for(args.emulated_version, args.feature_gates, tolerance=args.tolerance,
-                         cpu_initialization_period=args.cpu_init, initial_readiness_delay=args.readiness_delay,
-                         downscale_stabilization=args.downscale)
-    except ValueError as e:
-        raise ValueError(f"--feature-gates: {e}") from None
+    cfg = controller_config(args)
     workloads = assign_hpas(read_traces(args.trace, args.skip_invalid), read_hpas(args))
     for w in workloads:
         prepare(w, args, cfg, sets)

@@ -139,6 +139,18 @@ def load_hpa_file(path: str) -> dict[str, Any]:
     return hpa
 
 
+def controller_config(args: argparse.Namespace) -> Any:
+    """The replayed controller's settings: the emulated version, its gates and the kcm flags given."""
+    from autoscaler.hpa.gates import config_for
+
+    try:
+        return config_for(args.emulated_version, args.feature_gates, tolerance=args.tolerance,
+                          cpu_initialization_period=args.cpu_init, initial_readiness_delay=args.readiness_delay,
+                          downscale_stabilization=args.downscale)
+    except ValueError as e:
+        raise ValueError(f"--feature-gates: {e}") from None
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         if args.all_hpas:
@@ -155,7 +167,6 @@ def _run(args: argparse.Namespace) -> int:
     import json
 
     from autoscaler.hpa import validate_hpa
-    from autoscaler.hpa.gates import config_for
     from sim.replay import report as rep
     from sim.replay.engine import recorded_timeline
     from sim.replay.load import build_load
@@ -194,12 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         if not workload.hpas:
             raise ValueError(f"the trace records no HPA for {workload.key}: pass --hpa FILE")
         hpa = workload.hpas[0].manifest
-    try:
-        cfg = config_for(args.emulated_version, args.feature_gates, tolerance=args.tolerance,
-                         cpu_initialization_period=args.cpu_init, initial_readiness_delay=args.readiness_delay,
-                         downscale_stabilization=args.downscale)
-    except ValueError as e:
-        raise ValueError(f"--feature-gates: {e}") from None
+    cfg = controller_config(args)
     problems = validate_hpa(hpa, scale_to_zero=cfg.scale_to_zero, configurable_tolerance=cfg.configurable_tolerance)
     if problems:
         raise ValueError("the HPA is invalid: " + "; ".join(f"{p}: {m}" for p, m in problems))
