@@ -30,6 +30,15 @@ def _parse_selector(text: str) -> LabelSelector | SelectorError:
         return e
 
 
+def _metric_identifier(ms: MetricSpec) -> dict[str, Any]:
+    """The MetricIdentifier of a Pods, Object or External metric's status: its name, and its
+    selector when the spec has one."""
+    metric: dict[str, Any] = {"name": ms.metric_name}
+    if ms.selector is not None:
+        metric["selector"] = ms.selector
+    return metric
+
+
 def _quantity(milli: int, resource: str = "") -> str:
     if resource == "memory":
         return format_binary_si(Decimal(milli) / 1000)
@@ -187,9 +196,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             return _fail(res, ms, str(e), outer_prefix + str(e), e)
         res.proposal = prop
         if build_status:
-            metric = {"name": ms.metric_name}
-            if ms.selector is not None:
-                metric["selector"] = ms.selector
+            metric = _metric_identifier(ms)
             res.status = {"type": "Pods", "pods": {"metric": metric, "current": {"averageValue": _quantity(prop.usage)}}}
         return res
 
@@ -218,9 +225,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             return _fail(res, ms, str(e), outer)
         res.proposal = prop
         if build_status:
-            metric = {"name": ms.metric_name}
-            if ms.selector is not None:
-                metric["selector"] = ms.selector
+            metric = _metric_identifier(ms)
             cur = ({"value": _quantity(prop.usage)} if ms.target_kind == "value"
                    else {"averageValue": _quantity(prop.usage)})
             res.status = {"type": "Object", "object": {"describedObject": d, "metric": metric, "current": cur}}
@@ -252,9 +257,7 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             return _fail(res, ms, str(e), outer_prefix + inner)
         res.proposal = prop
         if build_status:
-            metric = {"name": ms.metric_name}
-            if ms.selector is not None:
-                metric["selector"] = ms.selector
+            metric = _metric_identifier(ms)
             cur = ({"averageValue": _quantity(prop.usage)} if ms.target_kind == "average"
                    else {"value": _quantity(prop.usage)})
             res.status = {"type": "External", "external": {"metric": metric, "current": cur}}
