@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -68,9 +69,10 @@ def apiservice_available(tier) -> bool:
     return any(c["type"] == "Available" and c["status"] == "True" for c in svc["status"].get("conditions", []))
 
 
-def steady_pod_metrics(tier, port: int | None) -> dict[tuple[str, str], tuple[float, int]]:
-    """(pod, container) → (CPU millicores, memory bytes) of the steady pods, from ours (port None:
-    through kube-apiserver's aggregator) or from the server on ``port`` directly."""
+def steady_pod_metrics(tier, port: int | None) -> dict[tuple[str, str], tuple[float, int, float]]:
+    """(pod, container) → (CPU millicores, memory bytes, start of the rate window in epoch seconds)
+    of the steady pods, from ours (port None: through kube-apiserver's aggregator) or from the
+    server on ``port`` directly."""
     path = f"{METRICS}/namespaces/default/pods?labelSelector=app%3Dsteady"
     if port is None:
         doc = tier.raw(path)
@@ -79,8 +81,30 @@ def steady_pod_metrics(tier, port: int | None) -> dict[tuple[str, str], tuple[fl
         assert code == 200, doc
     out = {}
     for item in doc["items"]:
+        since = epoch(item["timestamp"]) - seconds(item["window"])
         for c in item["containers"]:
-            out[(item["metadata"]["name"], c["name"])] = (cpu_milli(c["usage"]["cpu"]), mem_bytes(c["usage"]["memory"]))
+            out[(item["metadata"]["name"], c["name"])] = (cpu_milli(c["usage"]["cpu"]), mem_bytes(c["usage"]["memory"]),
+                                                         since)
+    return out
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def seconds(duration: str) -> float:
+    """A metav1.Duration as Go prints it (``15s``, ``14.998s``, ``1m0s``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|h|m|s)", duration))
+
+
+def ready_since(tier, selector: str) -> dict[str, float]:
+    """Pod name → when its Ready condition last turned True (epoch seconds, the API's whole second)."""
+    out = {}
+    for pod in tier.json("get", "pods", "-l", selector)["items"]:
+        for c in pod["status"].get("conditions", []):
+            if c["type"] == "Ready" and c["status"] == "True":
+                out[pod["metadata"]["name"]] = epoch(c["lastTransitionTime"])
     return out
 
 
@@ -168,20 +192,28 @@ def test_kubectl_top_through_the_real_aggregator(tier, which):
 
 
 def test_values_agree_with_upstream_metrics_server(tier):
-    """Both servers scrape the same kubelets: CPU within the rate window's error, memory equal."""
+    """Both servers scrape the same kubelets: CPU within the rate window's error, memory equal.
+
+    Compared once both servers' rate windows begin after every steady pod became Ready: a window
+    that still covers a container's start-up (metrics-server's fresh-container rule serves the
+    average since the start) depends on when each server happened to scrape."""
     wait_for("APIService v1beta1.metrics.k8s.io to be Available", lambda: apiservice_available(tier), 120)
 
     def both():
+        ready = ready_since(tier, "app=steady")
         ours, theirs = steady_pod_metrics(tier, None), steady_pod_metrics(tier, tier.upstream_port)
-        return (ours, theirs) if len(ours) == 6 and set(ours) == set(theirs) else None
+        settled = all(pod in ready and since >= ready[pod] + 1
+                      for side in (ours, theirs) for (pod, _), (_, _, since) in side.items())
+        return (ours, theirs) if len(ours) == 6 and set(ours) == set(theirs) and settled else None
 
-    ours, theirs = wait_for("both servers to report the 6 steady containers", both, 3 * RESOLUTION + 60)
-    for key, (cpu, mem) in ours.items():
-        their_cpu, their_mem = theirs[key]
+    ours, theirs = wait_for("both servers to report the 6 steady containers over windows after readiness", both,
+                            4 * RESOLUTION + 60)
+    for key, (cpu, mem, _) in ours.items():
+        their_cpu, their_mem, _ = theirs[key]
         assert cpu == pytest.approx(their_cpu, rel=0.1, abs=3), (key, cpu, their_cpu)
         assert mem == their_mem, (key, mem, their_mem)
     # the load model: 900m over 3 pods, split 3:1 by the containers' CPU requests
-    app = [cpu for (_, c), (cpu, _) in ours.items() if c == "app"]
+    app = [cpu for (_, c), (cpu, _, _) in ours.items() if c == "app"]
     assert sum(app) / 3 == pytest.approx(225, rel=0.1)
     code, node = fetch(tier, tier.upstream_port, f"{METRICS}/nodes/worker-1")
     assert code == 200
