@@ -114,14 +114,22 @@ def test_polling_overlapping_store_windows_keeps_each_sample_once():
 
 def test_an_interrupted_recording_still_writes_its_trace(tmp_path):
     import signal
-    import time
+
+    from tests.test_metrics_api_support import wait_for
 
     cluster = run_in_thread(parse_scenario(SCENARIO), tmp_path / "cluster")
     try:
         trace = tmp_path / "trace.json.gz"
+        kubelets = list(cluster.cluster.fleet.kubelets.values())
+        before = [k.requests for k in kubelets]
         proc = subprocess.Popen(record_argv(cluster, tmp_path, trace, "1h"), cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(20)  # two scrapes: the pods have samples
+        # nothing else scrapes these kubelets: a third request to each means the recorder holds two
+        # scrapes of every pod, so each has a rate
+        wait_for(lambda: all(k.requests - b >= 3 for k, b in zip(kubelets, before, strict=True))
+                 or proc.poll() is not None, 90,
+                 "the recorder to scrape every kubelet three times")
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
         proc.send_signal(signal.SIGINT)  # Ctrl-C, an hour early
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-2000:]
