@@ -190,3 +190,46 @@ def test_emulated_cluster_sweeps_expired_events(tmp_path):
         assert cluster.call(lambda: cluster.store.try_get("events", "default", "e")) is None
     finally:
         cluster.stop()
+
+
+def _pages(s: ObjectStore, limit: int, **kw) -> tuple[list[str], list[int | None]]:
+    names, remaining, token = [], [], None
+    while True:
+        items, _, token, left = s.list_page("pods", limit=limit, continue_token=token, **kw)
+        names += [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in items]
+        remaining.append(left)
+        if token is None:
+            return names, remaining
+
+
+@pytest.mark.parametrize("limit", [1, 7, 500])
+def test_paged_lists_walk_namespace_name_order_with_and_without_selectors(limit):
+    s = ObjectStore()
+    for i in range(3):
+        s.create("namespaces", {"metadata": {"name": f"ns{i}"}})
+    for i in range(60):  # created out of order, across namespaces, some deleted again
+        s.create("pods", pod(f"p{(i * 37) % 60:02d}", ns=f"ns{i % 3}", node=f"n{i % 4}", labels={"odd": str(i % 2)}))
+    for i in range(0, 60, 9):
+        s.delete("pods", f"ns{i % 3}", f"p{(i * 37) % 60:02d}", grace_period_seconds=0)
+    everything = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in s.list("pods")[0]]
+    assert everything == sorted(everything) and len(everything) == 60 - 7
+
+    names, remaining = _pages(s, limit)
+    assert names == everything
+    # no selector: remainingItemCount counts what the later pages hold, as kube-apiserver's does
+    assert remaining == [len(everything) - limit * (i + 1) for i in range(len(remaining) - 1)] + [None]
+
+    names, remaining = _pages(s, limit, namespace="ns1")
+    assert names == [n for n in everything if n.startswith("ns1/")]
+    assert remaining[-1] is None and all(r is not None for r in remaining[:-1])
+
+    odd = parse_label_selector("odd=1")
+    names, remaining = _pages(s, limit, label_selector=odd)
+    assert names == [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in s.list("pods", None, odd)[0]]
+    assert len(names) == sum(1 for p in s.list("pods")[0] if p["metadata"]["labels"]["odd"] == "1")
+    assert set(remaining) == {None}  # a selector: the count is unknown
+
+    on_node = parse_field_selector("spec.nodeName=n2")
+    names, _ = _pages(s, limit, namespace="ns0", field_selector=on_node)
+    assert names == sorted(f"ns0/{p['metadata']['name']}" for p in s.list("pods")[0]
+                           if p["spec"]["nodeName"] == "n2" and p["metadata"]["namespace"] == "ns0")

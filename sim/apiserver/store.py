@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import copy
 import logging
 import random
@@ -216,6 +217,9 @@ class _Kind:
     def __init__(self, resource: Resource, ring: int):
         self.info = resource
         self.objects: dict[Key, dict] = {}
+        # every key in (namespace, name) order, which lists are served in: a page is a bisect and
+        # a walk instead of a sort of the whole kind (quadratic over a paged list of 300,000 pods)
+        self.keys: list[Key] = []
         self.by_ns: dict[str, dict[str, dict]] = {}
         self.by_node: dict[str, dict[Key, dict]] | None = {} if resource.key == "pods" else None
         self.log: deque[tuple[int, str, dict, dict | None]] = deque(maxlen=ring)
@@ -225,6 +229,8 @@ class _Kind:
         self.subscribers: list[Callback] = []
 
     def put(self, key: Key, obj: dict, old: dict | None) -> None:
+        if key not in self.objects:
+            bisect.insort(self.keys, key)
         self.objects[key] = obj
         self.by_ns.setdefault(key[0], {})[key[1]] = obj
         if self.by_node is not None:
@@ -240,6 +246,7 @@ class _Kind:
         obj = self.objects.pop(key, None)
         if obj is None:
             return None
+        del self.keys[bisect.bisect_left(self.keys, key)]
         ns = self.by_ns.get(key[0])
         if ns is not None:
             ns.pop(key[1], None)
@@ -373,22 +380,6 @@ class ObjectStore:
         kind = self._kind(resource)
         return kind.objects.get(self._key(kind, namespace, name))
 
-    def _candidates(self, kind: _Kind, namespace: str | None, field: FieldSelector) -> Iterable[dict]:
-        if kind.by_node is not None:
-            for r in field.requirements:
-                if r.field == "spec.nodeName" and r.op == "=":
-                    bucket = kind.by_node.get(r.value, {})
-                    if namespace:
-                        return [o for k, o in bucket.items() if k[0] == namespace]
-                    return list(bucket.values())
-        if namespace and kind.info.namespaced:
-            return list(kind.by_ns.get(namespace, {}).values())
-        if kind.info.namespaced:
-            for r in field.requirements:
-                if r.field == "metadata.namespace" and r.op == "=":
-                    return list(kind.by_ns.get(r.value, {}).values())
-        return list(kind.objects.values())
-
     def list(self, resource: str, namespace: str | None = None, label_selector: LabelSelector | None = None,
              field_selector: FieldSelector | None = None) -> tuple[list[dict], str]:
         """(items sorted by namespace/name, resourceVersion of the list)."""
@@ -406,31 +397,78 @@ class ObjectStore:
         start: Key | None = None
         if continue_token:
             rv, start = decode_continue(continue_token)
-        cands = self._candidates(kind, namespace, field)
-        out = []
-        key_of = self._obj_key
-        for obj in cands:
-            md = obj["metadata"]
-            if not label.empty and not label.matches(md.get("labels")):
-                continue
-            if not field.empty and not field.matches(object_fields(kind.info.key if resource != "events.events.k8s.io"
-                                                                    else "events", obj)):
-                continue
-            out.append(obj)
-        out.sort(key=key_of)
-        if start is not None:
-            import bisect
-            keys = [key_of(o) for o in out]
-            out = out[bisect.bisect_right(keys, start):]
-        token, remaining = None, None
-        if limit and limit > 0 and len(out) > limit:
-            token = encode_continue(rv, key_of(out[limit - 1]))
-            if label.empty and field.empty:
-                remaining = len(out) - limit
-            out = out[:limit]
+        if not kind.info.namespaced:
+            namespace = None
+        if label.empty and field.empty:
+            out, token, remaining = self._page_of_all(kind, namespace, rv, start, limit)
+        else:
+            out, token = self._page_filtered(kind, resource, namespace, label, field, rv, start, limit)
+            remaining = None
         if resource == "events.events.k8s.io":
             out = [convert.event_to_events_v1(o) for o in out]
         return out, str(rv), token, remaining
+
+    @staticmethod
+    def _page_of_all(kind: _Kind, namespace: str | None, rv: int, start: Key | None, limit: int
+                     ) -> tuple[list[dict], str | None, int | None]:
+        """A page of the whole kind or namespace, straight from the sorted keys (with the exact
+        remainingItemCount, as kube-apiserver gives when no selector filters)."""
+        keys = kind.keys
+        lo, hi = 0, len(keys)
+        if namespace:
+            lo, hi = bisect.bisect_left(keys, (namespace, "")), bisect.bisect_left(keys, (namespace + "\0", ""))
+        i = lo if start is None else max(lo, bisect.bisect_right(keys, start))
+        end = hi if not limit or limit <= 0 else min(hi, i + limit)
+        out = [kind.objects[k] for k in keys[i:end]]
+        if end < hi and out:
+            return out, encode_continue(rv, keys[end - 1]), hi - end
+        return out, None, None
+
+    def _page_filtered(self, kind: _Kind, resource: str, namespace: str | None, label: LabelSelector,
+                       field: FieldSelector, rv: int, start: Key | None, limit: int
+                       ) -> tuple[list[dict], str | None]:
+        """A page of the objects that match: walks the sorted keys (or a narrower index) from the
+        continue point and stops one match after the page is full."""
+        narrow = self._narrowed(kind, namespace, field)
+        if narrow is None:
+            keys = kind.keys
+            lo = bisect.bisect_left(keys, (namespace, "")) if namespace else 0
+            if start is not None:
+                lo = max(lo, bisect.bisect_right(keys, start))
+            candidates: Iterable[Key] = (keys[i] for i in range(lo, len(keys)))
+        else:
+            candidates = sorted(k for k in narrow if start is None or k > start)
+        field_kind = kind.info.key if resource != "events.events.k8s.io" else "events"
+        want = limit if limit and limit > 0 else -1
+        out: list[dict] = []
+        for key in candidates:
+            if namespace and key[0] != namespace:
+                if narrow is None and key[0] > namespace:
+                    break
+                continue
+            obj = kind.objects[key]
+            if not label.empty and not label.matches(obj["metadata"].get("labels")):
+                continue
+            if not field.empty and not field.matches(object_fields(field_kind, obj)):
+                continue
+            if len(out) == want:
+                return out, encode_continue(rv, self._obj_key(out[-1]))
+            out.append(obj)
+        return out, None
+
+    @staticmethod
+    def _narrowed(kind: _Kind, namespace: str | None, field: FieldSelector) -> dict[Key, dict] | None:
+        """The objects an index narrows the list to (a node's pods, a namespace named by a field
+        selector), None when the sorted keys of the whole kind (or the namespace) are the walk."""
+        if kind.by_node is not None:
+            for r in field.requirements:
+                if r.field == "spec.nodeName" and r.op == "=":
+                    return kind.by_node.get(r.value, {})
+        if kind.info.namespaced and not namespace:
+            for r in field.requirements:
+                if r.field == "metadata.namespace" and r.op == "=":
+                    return {(r.value, n): o for n, o in kind.by_ns.get(r.value, {}).items()}
+        return None
 
     @staticmethod
     def _obj_key(obj: dict) -> Key:
