@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
 from autoscaler import __version__
 
@@ -73,6 +74,19 @@ def _listing(commands: list[Command], prefix: tuple[str, ...]) -> str:
     return "commands:\n" + "".join(f"  autoscaler {name.ljust(width)}{summary}\n" for name, summary in rows)
 
 
+class _Version(argparse.Action):
+    """--version, which also says whether the decision core is compiled (looked up only when asked)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from autoscaler import decision_core
+
+        print(f"autoscaler {__version__} (decision core: {decision_core()})")  # stdout, as argparse's own
+        parser.exit()
+
+
 def _chosen(argv: list[str]) -> tuple[str, ...] | None:
     """The command path ``argv`` names (the top level takes no flags before it but -h/--version)."""
     for c in COMMANDS:
@@ -89,7 +103,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", usage="%(prog)s [-h] [--version] COMMAND ...",
                                      description=DESCRIPTION + "\n\n" + _listing(COMMANDS, ()), epilog=EPILOG,
                                      formatter_class=raw)
-    parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and how the decision core runs, and exit")
     # The listing above names every command once; the subparsers themselves are not listed again.
     top = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS, parser_class=_LeafParser)
     groups: dict[str, argparse._SubParsersAction] = {}

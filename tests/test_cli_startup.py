@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autoscaler import __version__
 from autoscaler.cli import COMMANDS, GROUPS, build_parser
 from sim.replay.synth import hpa_manifest, synthesize
 from sim.replay.trace import write_trace
@@ -138,3 +139,11 @@ def test_every_listed_command_has_its_module_and_flags() -> None:
     for path, parser in found.items():
         assert callable(parser.get_default("_main")), path
         assert parser.description and parser.description.strip(), path
+
+
+def test_version_says_how_the_decision_core_runs() -> None:
+    """A checkout (or a wheel built without AUTOSCALER_MYPYC=1) runs the interpreted core; the
+    compiled wheel's answer is checked in tests/test_compiled_core.py."""
+    p = subprocess.run([sys.executable, "-m", "autoscaler", "--version"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"autoscaler {__version__} (decision core: interpreted)\n"

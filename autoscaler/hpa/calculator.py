@@ -453,11 +453,11 @@ def small_resource_replicas(
     first_ts = float(m_ts[0]) if len(metrics) else None
     deleting, phase, ready, start, ready_time = pods.lists()
     if not cpu:
-        start, ready_time = repeat(0.0), repeat(0.0)
+        start = ready_time = [0.0] * len(phase)
     n_ready = n_unready = n_missing = n_ignored = 0
     usage_total = request_total = req_unready_total = 0
     req_missing: list[int] = []
-    # not strict: ``repeat`` stands in for the columns this metric does not need
+    # not strict: ``repeat`` stands in for the requests when no container needs them
     for dl, ph, v, r, s, rt, t, w, rq in zip(deleting, phase, value, ready, start, ready_time, ts, win, reqs,
                                              strict=False):
         if dl or ph == FAILED:

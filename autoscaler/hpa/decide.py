@@ -186,9 +186,9 @@ def decide(
         if want:
             ex["branch"] = "failed to get the target's scale"
             ex["scale"] = {"error": err}
-        error = (f"invalid API version in scale target reference: {gv_error}" if gv_error
-                 else f"failed to query scale subresource for {h.target_text}: {err}")
-        return finish(dict(original), scale_to=None, updated=False, error=error,
+        return finish(dict(original), scale_to=None, updated=False,
+                      error=(f"invalid API version in scale target reference: {gv_error}" if gv_error
+                             else f"failed to query scale subresource for {h.target_text}: {err}"),
                       desired=original.get("desiredReplicas"))
     conds.set("AbleToScale", "True", "SucceededGetScale", "the HPA controller was able to get the target's current scale")
     current = scale.spec_replicas

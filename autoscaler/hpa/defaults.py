@@ -255,7 +255,8 @@ def _validate_resource_source(errs: list[tuple[str, str]], src: dict[str, Any], 
             errs.append((f"{path}.container", _required("must specify a container")))
         elif not _is_dns1123_label(str(cname)):
             errs.append((f"{path}.container", _invalid(cname, _DNS1123_LABEL_MSG)))
-    target = src.get("target") if isinstance(src.get("target"), dict) else {}
+    raw_target = src.get("target")
+    target: dict[str, Any] = raw_target if isinstance(raw_target, dict) else {}
     _validate_target(errs, target, f"{path}.target")
     has_util = target.get("averageUtilization") is not None
     has_avg = target.get("averageValue") is not None
@@ -297,7 +298,8 @@ def _validate_metric(errs: list[tuple[str, str]], spec: Any, path: str) -> str:
             continue
         src = src if isinstance(src, dict) else {}
         sub = f"{path}.{key}"
-        target = src.get("target") if isinstance(src.get("target"), dict) else {}
+        raw_target = src.get("target")
+        target: dict[str, Any] = raw_target if isinstance(raw_target, dict) else {}
         if key == "object":
             _validate_object_ref(errs, src.get("describedObject"), f"{sub}.describedObject")
             _validate_identifier(errs, src.get("metric"), f"{sub}.metric")

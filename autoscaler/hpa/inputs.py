@@ -250,8 +250,8 @@ def pod_set_from_rows(rows: Sequence[PodRow], resources: Sequence[str] = ("cpu",
     """The :class:`PodSet` of these rows (read with the same ``resources``), in their order."""
     n = len(rows)
     requests = {r: np.fromiter((row.requests[k] for row in rows), np.int64, n) for k, r in enumerate(resources)}
-    request_errors = {r: {i: row.errors[k] for i, row in enumerate(rows) if row.errors[k] is not None}
-                      for k, r in enumerate(resources)}
+    request_errors: dict[str, dict[int, str]] = {
+        r: {i: err for i, row in enumerate(rows) if (err := row.errors[k]) is not None} for k, r in enumerate(resources)}
     container_requests: dict[str, dict[str, np.ndarray]] = {}
     for cname in sorted({c for row in rows for c in row.containers}):
         cols = {r: np.full(n, ABSENT, np.int64) for r in resources}

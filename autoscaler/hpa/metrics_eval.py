@@ -241,16 +241,16 @@ def _eval_metric(ms: MetricSpec, hpa: CompiledHPA, scale: Scale, pods: PodSet, s
             except SelectorError as e:
                 raise CalcError(str(e)) from None
             try:
-                values = source.external_metric(ms.metric_name, ms.selector)
+                ext_values = source.external_metric(ms.metric_name, ms.selector)
             except MetricsError as e:
                 raise CalcError(f"unable to get external metric {hpa.namespace}/{ms.metric_name}/"
                                 f"{go_label_selector_string(ms.selector)}: {e}") from None
-            usage = calc.saturating_sum(values)
+            usage = calc.saturating_sum(ext_values)
             if ms.target_kind == "average":
                 prop = calc.per_pod_replicas(usage, ms.target_milli, status_replicas, tol, external=True)
             else:
                 prop = calc.usage_ratio_replicas(pods, usage, ms.target_milli, current, tol)
-            prop.detail["samples"] = len(values)
+            prop.detail["samples"] = len(ext_values)
         except CalcError as e:
             inner = (f"failed to get {ms.metric_name} external metric: {e}" if ms.target_kind == "average"
                      else f"failed to get external metric {ms.metric_name}: {e}")
@@ -307,8 +307,8 @@ def compute_metrics(h: CompiledHPA, scale: Scale, pods: PodSet, source: MetricsS
     if others and pods.labels is not None and len(pods):
         selecting = [h.key]
         for key, sel in others.items():
-            parsed = _selector_key(sel)
-            if key != h.key and parsed is not None and any(parsed.matches(lb) for lb in pods.labels):
+            other = _selector_key(sel)
+            if key != h.key and other is not None and any(other.matches(lb) for lb in pods.labels):
                 selecting.append(key)
         if len(selecting) > 1:
             msg = _ambiguous_message(sel_text, selecting, cfg)

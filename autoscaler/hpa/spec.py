@@ -210,7 +210,7 @@ def compile_hpa(hpa: dict[str, Any] | CompiledHPA) -> CompiledHPA:
     spec = obj.get("spec") or {}
     metrics = [_compile_metric(i, m if isinstance(m, dict) else {}) for i, m in enumerate(spec.get("metrics") or [])]
     behavior = spec.get("behavior")
-    compiled_behavior = None
+    compiled_behavior: dict[str, Rules] | None = None
     if isinstance(behavior, dict):
         up = _compile_rules(behavior.get("scaleUp"))
         down = _compile_rules(behavior.get("scaleDown"))
