@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -171,7 +172,8 @@ async def run(args: argparse.Namespace) -> dict:
     n = best["reconciled"] or 1
     return {
         "benchmark": "controller_full_sync", "mode": args.mode, "hpas": args.hpas, "pods_per_hpa": args.pods_per_hpa,
-        "workers": args.workers, "setup_seconds": round(setup, 1), "syncs": syncs,
+        "workers": args.workers, "gc_thresholds": list(gc.get_threshold()), "setup_seconds": round(setup, 1),
+        "syncs": syncs,
         "best_wall_seconds": best["wall_seconds"], "best_controller_cpu_seconds": best["controller_cpu_seconds"],
         "per_hpa_wall_ms": round(best["wall_seconds"] / n * 1000, 3),
         "per_hpa_controller_cpu_ms": round(best["controller_cpu_seconds"] / n * 1000, 3),
@@ -188,7 +190,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=5)
     p.add_argument("--mode", choices=["active", "dry-run"], default="active")
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of the measured syncs (controller thread) to FILE")
+    p.add_argument("--default-gc", action="store_true",
+                   help="keep CPython's default collector thresholds (autoscaler run raises them; the default measures that)")
     args = p.parse_args()
+    if not args.default_gc:
+        from autoscaler.server.run_cmd import tune_gc
+
+        tune_gc()  # as `autoscaler run` does
     logging.basicConfig(level=logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(json.dumps(asyncio.run(run(args)), indent=2))
