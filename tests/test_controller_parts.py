@@ -164,3 +164,21 @@ async def test_liveness_reports_a_dead_or_stuck_controller():
     with pytest.raises(RuntimeError):
         await ctl.run(asyncio.Event())
     assert ctl.liveness() == "the HPA controller stopped: RuntimeError: informer exploded"
+
+
+def test_metric_children_come_back_after_an_hpa_is_forgotten():
+    """The controller caches labelled children; forgetting an HPA must drop its cached children
+    with its series, or an HPA re-created under the same name would write to detached ones."""
+    from prometheus_client import generate_latest
+
+    from autoscaler.controller.prommetrics import ControllerMetrics
+
+    m = ControllerMetrics()
+    m.child(m.desired_replicas, "default", "web").set(3)
+    assert m.child(m.desired_replicas, "default", "web") is m.desired_replicas.labels("default", "web")
+    sample = 'horizontal_pod_autoscaler_controller_desired_replicas{hpa_name="web",namespace="default"}'
+    assert f"{sample} 3.0" in generate_latest(m.registry).decode()
+    m.forget("default", "web")
+    assert sample not in generate_latest(m.registry).decode()
+    m.child(m.desired_replicas, "default", "web").set(5)
+    assert f"{sample} 5.0" in generate_latest(m.registry).decode()

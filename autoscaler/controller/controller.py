@@ -281,7 +281,7 @@ class HPAController:
             if self.consistency is not None:
                 self.consistency.clear(key, str((obj.get("metadata") or {}).get("uid") or ""))
             return
-        self.metrics.num_hpas.set(len(self.hpas.keys()))
+        self.metrics.num_hpas.set(self.hpas.count())
         if kind == "MODIFIED" and old is not None:
             self._check_foreign_write(key, obj, old)
         q = self.queue
@@ -309,7 +309,7 @@ class HPAController:
             self.queue.forget(key)
         ns, _, name = key.partition("/")
         self.metrics.forget(ns, name)
-        self.metrics.num_hpas.set(len(self.hpas.keys()))
+        self.metrics.num_hpas.set(self.hpas.count())
 
     def _check_foreign_write(self, key: str, obj: dict, old: dict) -> None:
         """Active mode: a status that neither we wrote nor was there before we wrote is someone else's."""
@@ -429,11 +429,11 @@ class HPAController:
         out = self._outcome(ev, now)
         ns, name = ev.compiled.namespace, ev.compiled.name
         if d.scale_to is not None:
-            self.metrics.recommended.labels(ns, name).set(d.scale_to)
+            self.metrics.child(self.metrics.recommended, ns, name).set(d.scale_to)
         if d.scale_from is not None:
-            self.metrics.current.labels(ns, name).set(d.scale_from)
+            self.metrics.child(self.metrics.current, ns, name).set(d.scale_from)
         if out.builtin_desired is not None:
-            self.metrics.builtin_desired.labels(ns, name).set(out.builtin_desired)
+            self.metrics.child(self.metrics.builtin_desired, ns, name).set(out.builtin_desired)
         # one record per sync (kube-controller-manager logs its decisions at V(4)): what a comparison
         # with the built-in controller lines up with its syncs
         log.debug("dry-run sync", hpa=ev.key, current=d.scale_from, desired=d.status.get("desiredReplicas"),
@@ -477,11 +477,11 @@ class HPAController:
             spec_error = d.error.startswith("invalid API version") or any(
                 e.get("reason") == "InvalidMetricSourceType" for e in d.events)
             error = "spec" if spec_error else "internal"
-        self.metrics.reconciliations.labels(action, error).inc()
-        self.metrics.reconciliation_duration.labels(action, error).observe(seconds)
+        pm = self.metrics
+        pm.child(pm.reconciliations, action, error).inc()
+        pm.child(pm.reconciliation_duration, action, error).observe(seconds)
         if "desiredReplicas" in d.status:
-            self.metrics.desired_replicas.labels(ev.compiled.namespace, ev.compiled.name).set(
-                d.status["desiredReplicas"])
+            pm.child(pm.desired_replicas, ev.compiled.namespace, ev.compiled.name).set(d.status["desiredReplicas"])
         metrics = (d.explanation or {}).get("metrics") or []
         previous = int((ev.hpa.get("status") or {}).get("currentReplicas") or 0)
         for m in metrics:
@@ -491,10 +491,9 @@ class HPAController:
             else:
                 m_action, m_error = "none", "spec" if m.get("reason") == "InvalidMetricSourceType" else "internal"
             mtype = str(m.get("type") or "")
-            self.metrics.metric_computation.labels(m_action, m_error, mtype).inc()
+            pm.child(pm.metric_computation, m_action, m_error, mtype).inc()
             # the core computes all metrics in one call: each gets an equal share of its time
-            self.metrics.metric_computation_duration.labels(m_action, m_error, mtype).observe(
-                decide_seconds / len(metrics))
+            pm.child(pm.metric_computation_duration, m_action, m_error, mtype).observe(decide_seconds / len(metrics))
 
     # -- helpers for tests and tools ---------------------------------------------------------------
     async def catch_up(self, timeout: float = 30.0) -> None:

@@ -113,6 +113,10 @@ class Informer:
     def keys(self) -> list[str]:
         return list(self._cache)
 
+    def count(self) -> int:
+        """How many objects the cache holds (without copying its keys)."""
+        return len(self._cache)
+
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
