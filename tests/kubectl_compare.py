@@ -206,7 +206,7 @@ def run_script(script: Script, releases: dict[str, str], targets: dict[str, Targ
 
 
 def _reads_events(step: Step) -> bool:
-    return step.args[0] in ("events", "describe") or any("event" in a for a in step.args[1:2])
+    return step.args[0] in ("events", "describe") or (len(step.args) > 1 and "event" in step.args[1])
 
 
 def _drop_repair_races(real: Target, exe: str, release: str, subst: dict[str, str]) -> None:

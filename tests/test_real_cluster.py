@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from autoscaler.k8s.timefmt import parse_duration, parse_time
 from sim.controlplane import binaries
 from sim.loadmodel import Constant
 from tests.kubectls import oldest
@@ -81,21 +81,11 @@ def steady_pod_metrics(tier, port: int | None) -> dict[tuple[str, str], tuple[fl
         assert code == 200, doc
     out = {}
     for item in doc["items"]:
-        since = epoch(item["timestamp"]) - seconds(item["window"])
+        since = parse_time(item["timestamp"]) - parse_duration(item["window"])
         for c in item["containers"]:
             out[(item["metadata"]["name"], c["name"])] = (cpu_milli(c["usage"]["cpu"]), mem_bytes(c["usage"]["memory"]),
                                                          since)
     return out
-
-
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def seconds(duration: str) -> float:
-    """A metav1.Duration as Go prints it (``15s``, ``14.998s``, ``1m0s``) in seconds."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|h|m|s)", duration))
 
 
 def ready_since(tier, selector: str) -> dict[str, float]:
@@ -104,7 +94,7 @@ def ready_since(tier, selector: str) -> dict[str, float]:
     for pod in tier.json("get", "pods", "-l", selector)["items"]:
         for c in pod["status"].get("conditions", []):
             if c["type"] == "Ready" and c["status"] == "True":
-                out[pod["metadata"]["name"]] = epoch(c["lastTransitionTime"])
+                out[pod["metadata"]["name"]] = parse_time(c["lastTransitionTime"])
     return out
 
 
