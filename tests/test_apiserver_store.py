@@ -222,6 +222,9 @@ def test_paged_lists_walk_namespace_name_order_with_and_without_selectors(limit)
     names, remaining = _pages(s, limit, namespace="ns1")
     assert names == [n for n in everything if n.startswith("ns1/")]
     assert remaining[-1] is None and all(r is not None for r in remaining[:-1])
+    # the namespace named by a field selector instead of the path
+    names, _ = _pages(s, limit, field_selector=parse_field_selector("metadata.namespace=ns1"))
+    assert names == [n for n in everything if n.startswith("ns1/")]
 
     odd = parse_label_selector("odd=1")
     names, remaining = _pages(s, limit, label_selector=odd)

@@ -427,23 +427,27 @@ class ObjectStore:
     def _page_filtered(self, kind: _Kind, resource: str, namespace: str | None, label: LabelSelector,
                        field: FieldSelector, rv: int, start: Key | None, limit: int
                        ) -> tuple[list[dict], str | None]:
-        """A page of the objects that match: walks the sorted keys (or a narrower index) from the
-        continue point and stops one match after the page is full."""
-        narrow = self._narrowed(kind, namespace, field)
-        if narrow is None:
+        """A page of the objects that match: walks the sorted keys (within the namespace, whether
+        named by the path or by a ``metadata.namespace=`` field selector), or a node's pods, from
+        the continue point, and stops one match after the page is full."""
+        if kind.info.namespaced and not namespace:
+            namespace = next((r.value for r in field.requirements if r.field == "metadata.namespace" and r.op == "="),
+                             None)
+        bucket = self._node_bucket(kind, field)
+        if bucket is None:
             keys = kind.keys
             lo = bisect.bisect_left(keys, (namespace, "")) if namespace else 0
             if start is not None:
                 lo = max(lo, bisect.bisect_right(keys, start))
             candidates: Iterable[Key] = (keys[i] for i in range(lo, len(keys)))
         else:
-            candidates = sorted(k for k in narrow if start is None or k > start)
+            candidates = sorted(k for k in bucket if start is None or k > start)
         field_kind = kind.info.key if resource != "events.events.k8s.io" else "events"
         want = limit if limit and limit > 0 else -1
         out: list[dict] = []
         for key in candidates:
             if namespace and key[0] != namespace:
-                if narrow is None and key[0] > namespace:
+                if bucket is None and key[0] > namespace:
                     break
                 continue
             obj = kind.objects[key]
@@ -457,17 +461,12 @@ class ObjectStore:
         return out, None
 
     @staticmethod
-    def _narrowed(kind: _Kind, namespace: str | None, field: FieldSelector) -> dict[Key, dict] | None:
-        """The objects an index narrows the list to (a node's pods, a namespace named by a field
-        selector), None when the sorted keys of the whole kind (or the namespace) are the walk."""
+    def _node_bucket(kind: _Kind, field: FieldSelector) -> dict[Key, dict] | None:
+        """The pods of the node a ``spec.nodeName=`` field selector names (None: no such selector)."""
         if kind.by_node is not None:
             for r in field.requirements:
                 if r.field == "spec.nodeName" and r.op == "=":
                     return kind.by_node.get(r.value, {})
-        if kind.info.namespaced and not namespace:
-            for r in field.requirements:
-                if r.field == "metadata.namespace" and r.op == "=":
-                    return {(r.value, n): o for n, o in kind.by_ns.get(r.value, {}).items()}
         return None
 
     @staticmethod
