@@ -67,11 +67,11 @@ class ControllerMetrics:
 
         # labelled children by (family, label values): prometheus_client's labels() validates,
         # locks and builds a tuple on every call, about 12 µs, five times per reconcile
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def child(self, family: Counter | Gauge | Histogram, *values: str) -> Any:
         """``family.labels(*values)``, looked up in a dict after the first time."""
-        key = (id(family), values)
+        key = (family, values)
         c = self._children.get(key)
         if c is None:
             c = self._children[key] = family.labels(*values)
@@ -79,7 +79,7 @@ class ControllerMetrics:
 
     def forget(self, namespace: str, name: str) -> None:
         for g in (self.desired_replicas, self.recommended, self.current, self.builtin_desired):
-            self._children.pop((id(g), (namespace, name)), None)
+            self._children.pop((g, (namespace, name)), None)
             try:
                 g.remove(namespace, name)
             except KeyError:
